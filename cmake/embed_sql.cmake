@@ -1,0 +1,22 @@
+# Turns every .sql file under SQL_DIR into a constant in namespace vote::sql:
+#   src/sql/votes/cast_votes.sql  ->  vote::sql::kCastVotes  {"cast_votes", "<text>"}
+# The name doubles as the prepared statement's name, so it must be unique across areas.
+file(GLOB_RECURSE files RELATIVE ${SQL_DIR} ${SQL_DIR}/*.sql)
+list(SORT files)
+set(body "// Generated from src/sql by cmake/embed_sql.cmake. Do not edit.\n#pragma once\n\nnamespace vote::sql {\n\nstruct Statement {\n  const char* name;\n  const char* text;\n};\n\n")
+foreach(f IN LISTS files)
+  get_filename_component(stem ${f} NAME_WE)
+  string(REPLACE "_" ";" parts ${stem})
+  set(pascal "")
+  foreach(p IN LISTS parts)
+    string(SUBSTRING ${p} 0 1 first)
+    string(TOUPPER ${first} first)
+    string(SUBSTRING ${p} 1 -1 rest)
+    string(APPEND pascal "${first}${rest}")
+  endforeach()
+  file(READ ${SQL_DIR}/${f} text)
+  string(APPEND body "inline constexpr Statement k${pascal}{\"${stem}\", R\"sql(${text})sql\"};\n")
+endforeach()
+string(APPEND body "\n}  // namespace vote::sql\n")
+file(WRITE ${OUT}.tmp "${body}")
+file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)

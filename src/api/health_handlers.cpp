@@ -1,0 +1,44 @@
+#include "http/errors.hpp"
+#include "api/handlers.hpp"
+
+namespace vote::api {
+
+namespace json = boost::json;
+
+awaitable<Response> Healthz(Request&, Services&) {
+  co_return http::JsonResponse(http::Status::ok, json::object{{"status", "ok"}});
+}
+
+awaitable<Response> Readyz(Request&, Services& s) {
+  const auto report = co_await s.readiness.Check();
+  auto word = [](bool up) { return up ? "ok" : "down"; };
+  const char* status = !report.postgres ? "unavailable" : (report.redis && report.rabbitmq ? "ok" : "degraded");
+  json::object body{{"status", status},
+                    {"checks", json::object{{"postgres", word(report.postgres)},
+                                            {"redis", word(report.redis)},
+                                            {"rabbitmq", word(report.rabbitmq)}}}};
+  co_return http::JsonResponse(report.postgres ? http::Status::ok : http::Status::service_unavailable, body);
+}
+
+awaitable<Response> MetricsText(Request&, Services& s) {
+  Response response{http::Status::ok, 11};
+  response.set(http::beast_http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+  response.body() = s.readiness.MetricsText();
+  response.prepare_payload();
+  co_return response;
+}
+
+}  // namespace vote::api
+
+#include <boost/beast/websocket/rfc6455.hpp>
+
+namespace vote::api {
+
+awaitable<Response> WebSocketUpgrade(Request& req, Services&) {
+  if (!boost::beast::websocket::is_upgrade(req.message)) {
+    throw http::ApiError(http::Status::upgrade_required, "upgrade_required", "this endpoint speaks WebSocket only");
+  }
+  co_return http::EmptyResponse(http::Status::switching_protocols);
+}
+
+}  // namespace vote::api

@@ -1,0 +1,314 @@
+#include "app.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+#include <thread>
+
+#include "api/routes.hpp"
+#include "api/services.hpp"
+#include "cache/redis.hpp"
+#include "domain/token.hpp"
+#include "events/event_bus.hpp"
+#include "http/pipeline.hpp"
+#include "http/server.hpp"
+#include "log.hpp"
+#include "metrics/metrics.hpp"
+#include "realtime/ws_hub.hpp"
+#include "services/auth_service.hpp"
+#include "services/feed_service.hpp"
+#include "services/idempotency.hpp"
+#include "services/password_hasher.hpp"
+#include "services/poll_service.hpp"
+#include "services/rate_limiter.hpp"
+#include "services/stats_cache.hpp"
+#include "services/vote_service.hpp"
+#include "storage/pg.hpp"
+
+namespace vote {
+namespace {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using asio::use_awaitable;
+
+int ThreadCount(const config::Config& config) {
+  if (config.server.threads > 0) return config.server.threads;
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+}  // namespace
+
+// Process-wide state, shared by every event-loop thread.
+struct App::Shared : services::AnswerListener, services::PollCreatedListener {
+  explicit Shared(const config::Config& c)
+      : config(c),
+        tokens(c.jwt.secret_key, std::chrono::duration_cast<std::chrono::seconds>(c.jwt.token_duration), c.jwt.issuer,
+               domain::SystemClock()),
+        hasher(c.auth),
+        limiter_fallback(domain::SystemClock()),
+        feed(c.feed),
+        bus(c, metrics) {}
+
+  void OnAnswered(std::int64_t user_id, std::int64_t poll_id) override {
+    feed.MarkAnswered(user_id, poll_id);
+    bus.NotifyOutbox();
+  }
+  void OnPollCreated(const domain::Poll& poll) override {
+    feed.AddPoll(poll);
+    bus.NotifyOutbox();
+  }
+
+  const config::Config& config;
+  metrics::Metrics metrics;
+  domain::TokenCodec tokens;
+  services::PasswordHasher hasher;
+  services::LocalRateLimiter limiter_fallback;
+  services::FeedState feed;
+  events::EventBus bus;
+  std::atomic<bool> stopping{false};
+};
+
+// Everything one event-loop thread owns.
+struct App::Worker : api::Readiness {
+  Worker(Shared& s, int index, int threads)
+      : shared(s),
+        pg(ioc.get_executor(), config::PostgresConninfo(s.config.postgres),
+           std::max(1, s.config.postgres.max_connections / threads), s.config.postgres.connect_timeout),
+        redis(ioc.get_executor(), s.config.redis),
+        feed(pg, s.feed, s.config.feed, s.metrics, s.config.jwt.secret_key),
+        stats(pg, redis, s.config.redis, s.metrics),
+        polls(pg, feed, stats, redis, s, s.metrics),
+        votes(pg, stats, feed, s, s.config, s.metrics, domain::SystemClock(),
+              index * std::max(1, s.config.postgres.max_connections / threads / 2)),
+        auth(pg, s.hasher, s.tokens, s.config, s.metrics, domain::SystemClock()),
+        idempotency(pg, s.config.votes),
+        limiter(redis, s.limiter_fallback, s.config.ratelimit, s.metrics, domain::SystemClock()),
+        hub(ioc, s.metrics, [this](std::int64_t id) { return StatsJson(id); }),
+        services{s.config, auth, polls, votes, feed, idempotency, *this},
+        router(api::MakeRouter(services)),
+        pipeline(router, s.tokens, limiter, s.metrics, s.config),
+        server(ioc,
+               http::ServerOptions{s.config.server.idle_timeout, s.config.server.read_timeout,
+                                   static_cast<std::uint64_t>(s.config.server.max_body_bytes),
+                                   static_cast<std::uint32_t>(s.config.server.max_header_bytes)},
+               [this](http::Request& r) { return pipeline.Handle(r); },
+               [this](http::Request&& r, asio::ip::tcp::socket&& sock, boost::beast::flat_buffer&& buf) {
+                 const auto user = *r.user_id;
+                 hub.Accept(std::move(r), std::move(sock), std::move(buf), user);
+               }) {}
+
+  asio::awaitable<std::optional<json::object>> StatsJson(std::int64_t poll_id) {
+    auto result = co_await stats.Get(poll_id);
+    if (!result) co_return std::nullopt;
+    co_return domain::ToJson(*result);
+  }
+
+  asio::awaitable<Report> Check() override {
+    Report report;
+    try {
+      co_await pg.Execute(sql::kPing, storage::Params{});
+      report.postgres = true;
+    } catch (const std::exception&) {
+    }
+    if (redis.Connected()) {
+      try {
+        std::vector<std::string> ping{"PING"};
+        co_await redis.Command(std::move(ping));
+        report.redis = true;
+      } catch (const std::exception&) {
+      }
+    }
+    report.rabbitmq = shared.bus.Connected();
+    shared.metrics.Dependency("postgres").Set(report.postgres);
+    shared.metrics.Dependency("redis").Set(report.redis);
+    shared.metrics.Dependency("rabbitmq").Set(report.rabbitmq);
+    co_return report;
+  }
+
+  std::string MetricsText() override {
+    const auto pool = pg.Stats();
+    shared.metrics.PoolGauge("postgres", "size").Set(pool.size);
+    shared.metrics.PoolGauge("postgres", "idle").Set(pool.idle);
+    shared.metrics.PoolGauge("postgres", "waiting").Set(pool.waiting);
+    shared.metrics.PoolGauge("redis", "connected").Set(redis.Connected() ? 1 : 0);
+    return shared.metrics.Serialize();
+  }
+
+  // Periodic work of this thread; ends when the app stops.
+  asio::awaitable<void> Background(bool refresh_feed) {
+    asio::steady_timer timer(ioc);
+    auto last_purge = std::chrono::steady_clock::now();
+    while (!shared.stopping) {
+      timer.expires_after(shared.config.feed.refresh_interval);
+      boost::system::error_code ec;
+      co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
+      if (shared.stopping) break;
+      try {
+        if (refresh_feed) co_await feed.Refresh();
+        if (refresh_feed && std::chrono::steady_clock::now() - last_purge > std::chrono::minutes(1)) {
+          last_purge = std::chrono::steady_clock::now();
+          co_await pg.Execute(sql::kPurgeIdempotency, storage::Params{});
+        }
+      } catch (const std::exception& e) {
+        spdlog::warn("background refresh failed: {}", e.what());
+      }
+    }
+  }
+
+  Shared& shared;
+  asio::io_context ioc{1};
+  storage::Pool pg;
+  cache::Redis redis;
+  services::FeedService feed;
+  services::StatsCache stats;
+  services::PollService polls;
+  services::VoteService votes;
+  services::AuthService auth;
+  services::IdempotencyStore idempotency;
+  services::RateLimiter limiter;
+  realtime::WsHub hub;
+  api::Services services;
+  http::Router router;
+  http::Pipeline pipeline;
+  http::Server server;
+  std::thread thread;
+};
+
+App::App(config::Config config, Mode mode) : config_(std::move(config)), mode_(mode) {
+  SetUpLogging(config_.server.log_level);
+  shared_ = std::make_unique<Shared>(config_);
+}
+
+App::~App() = default;
+
+int App::RunWorkerOnly() {
+  asio::io_context ioc{1};
+  asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  shared_->bus.Start({});
+  signals.async_wait([](const boost::system::error_code&, int) {});
+  spdlog::info("worker running: outbox relay and event consumers");
+  ioc.run();
+  shared_->bus.Stop();
+  return 0;
+}
+
+int App::Run() {
+  if (mode_ == Mode::kWorker) return RunWorkerOnly();
+
+  const int threads = ThreadCount(config_);
+  for (int i = 0; i < threads; ++i) workers_.push_back(std::make_unique<Worker>(*shared_, i, threads));
+
+  // Listen on every thread; the first bind picks the port when 0 was asked for.
+  auto address = asio::ip::make_address(config_.server.host);
+  unsigned short port = static_cast<unsigned short>(config_.server.port);
+  for (auto& w : workers_) port = w->server.Listen({address, port});
+  if (!config_.server.port_file.empty()) {
+    std::ofstream(config_.server.port_file) << port << "\n";
+  }
+
+  // Load the feed index before taking traffic, so the first feed is complete.
+  {
+    auto& first = *workers_.front();
+    std::exception_ptr failure;
+    asio::co_spawn(first.ioc, first.feed.Refresh(), [&failure](std::exception_ptr e) { failure = e; });
+    first.ioc.run();
+    first.ioc.restart();
+    if (failure) {
+      try {
+        std::rethrow_exception(failure);
+      } catch (const std::exception& e) {
+        spdlog::warn("feed index not loaded at start ({}); it will load in the background", e.what());
+      }
+    }
+  }
+
+  // Events from every instance (including this one) reach every thread.
+  events::EventBus::Handler on_event;
+  if (config_.rabbitmq.consumers) {
+    on_event = [this](const events::Event& event) {
+      const auto poll_id = event.payload.contains("pollId") && event.payload.at("pollId").is_int64()
+                               ? event.payload.at("pollId").as_int64()
+                               : 0;
+      const auto user_id = event.payload.contains("userId") && event.payload.at("userId").is_int64()
+                               ? event.payload.at("userId").as_int64()
+                               : 0;
+      if (event.type == "vote.cast" || event.type == "poll.skipped") {
+        if (user_id > 0 && poll_id > 0) shared_->feed.MarkAnswered(user_id, poll_id);
+        if (event.type == "vote.cast") {
+          for (auto& w : workers_) asio::post(w->ioc, [w = w.get(), poll_id] { w->hub.OnVote(poll_id); });
+        }
+      } else if (event.type == "poll.created" && poll_id > 0) {
+        domain::Poll poll;
+        poll.id = poll_id;
+        try {
+          poll.title = std::string(event.payload.at("title").as_string());
+          for (const auto& o : event.payload.at("options").as_array()) poll.options.emplace_back(o.as_string());
+          for (const auto& t : event.payload.at("tags").as_array()) poll.tags.emplace_back(t.as_string());
+          poll.creator_id = event.payload.at("creatorId").as_int64();
+          poll.created_at = std::string(event.payload.at("createdAt").as_string());
+        } catch (const std::exception&) {
+          return;
+        }
+        shared_->feed.AddPoll(poll);
+        const auto body = domain::ToJson(poll);
+        for (auto& w : workers_) asio::post(w->ioc, [w = w.get(), body] { w->hub.OnPollCreated(body); });
+      }
+    };
+  }
+  shared_->bus.Start(on_event);
+
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    auto& w = *workers_[i];
+    w.redis.Start();
+    w.server.Start();
+    asio::co_spawn(w.ioc, w.Background(i == 0), asio::detached);
+  }
+
+  // Graceful shutdown: stop accepting, let in-flight requests finish (bounded), then close.
+  auto& main = *workers_.front();
+  asio::signal_set signals(main.ioc, SIGINT, SIGTERM);
+  signals.async_wait([this](const boost::system::error_code& ec, int signal) {
+    if (ec) return;
+    spdlog::info("signal {}: shutting down", signal);
+    shared_->stopping = true;
+    for (auto& w : workers_) {
+      asio::post(w->ioc, [w = w.get()] { w->server.BeginShutdown(); });
+    }
+    std::thread([this] {
+      const auto deadline = std::chrono::steady_clock::now() + config_.server.shutdown_timeout;
+      while (std::chrono::steady_clock::now() < deadline) {
+        std::size_t open = 0;
+        for (auto& w : workers_) open += w->server.Connections();
+        if (open == 0) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      for (auto& w : workers_) {
+        asio::post(w->ioc, [w = w.get()] {
+          w->server.ForceClose();
+          w->hub.Shutdown();
+          w->redis.Stop();
+        });
+      }
+    }).detach();
+  });
+
+  spdlog::info("listening on {}:{} with {} threads", config_.server.host, port, threads);
+  for (std::size_t i = 1; i < workers_.size(); ++i) {
+    auto* w = workers_[i].get();
+    w->thread = std::thread([w] { w->ioc.run(); });
+  }
+  main.ioc.run();
+  for (std::size_t i = 1; i < workers_.size(); ++i) workers_[i]->thread.join();
+  shared_->bus.Stop();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace vote

@@ -1,0 +1,192 @@
+#include "http/pipeline.hpp"
+
+#include <boost/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <random>
+
+#include "cache/redis.hpp"
+#include "http/errors.hpp"
+#include "storage/pg.hpp"
+
+namespace vote::http {
+namespace {
+
+namespace json = boost::json;
+
+std::string NewRequestId() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id(32, '0');
+  for (int half = 0; half < 2; ++half) {
+    auto bits = rng();
+    for (int i = 0; i < 16; ++i, bits >>= 4) id[static_cast<std::size_t>(half * 16 + i)] = kHex[bits & 0xf];
+  }
+  return id;
+}
+
+bool IsSaneRequestId(std::string_view id) {
+  return !id.empty() && id.size() <= 128 &&
+         std::all_of(id.begin(), id.end(), [](char ch) { return ch > 0x20 && ch < 0x7f && ch != '"' && ch != '\\'; });
+}
+
+// A userId sent by seed-era clients must name the caller: number or numeric string.
+void CheckActingUser(const Request& request, std::int64_t user_id) {
+  auto differs = [user_id](const json::value& v) {
+    if (v.is_int64()) return v.as_int64() != user_id;
+    if (v.is_uint64()) return true;
+    if (v.is_string()) {
+      const auto s = std::string_view(v.as_string());
+      std::int64_t parsed = 0;
+      const auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), parsed);
+      return ec != std::errc{} || ptr != s.data() + s.size() || parsed != user_id;
+    }
+    return !v.is_null();
+  };
+  if (auto query = request.Query("userId")) {
+    if (differs(json::value(*query))) throw Forbidden("userId does not match the authenticated user");
+  }
+  const auto& body = request.message.body();
+  if (body.find("userId") == std::string::npos) return;
+  boost::system::error_code ec;
+  auto value = json::parse(body, ec);
+  if (ec || !value.is_object()) return;  // the handler reports malformed bodies
+  if (const auto* id = value.as_object().if_contains("userId"); id != nullptr && differs(*id)) {
+    throw Forbidden("userId does not match the authenticated user");
+  }
+}
+
+void SetRateHeaders(Response& response, const services::RateDecision& rate) {
+  response.set("X-RateLimit-Limit", std::to_string(rate.limit));
+  response.set("X-RateLimit-Remaining", std::to_string(rate.remaining));
+  response.set("X-RateLimit-Reset", std::to_string(rate.reset_unix));
+}
+
+}  // namespace
+
+std::string BearerToken(const Request& request, bool allow_query) {
+  const auto header = request.Header("Authorization");
+  constexpr std::string_view kPrefix = "Bearer ";
+  if (header.size() > kPrefix.size() &&
+      std::equal(kPrefix.begin(), kPrefix.end(), header.begin(),
+                 [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) ==
+                                             std::tolower(static_cast<unsigned char>(b)); })) {
+    return std::string(header.substr(kPrefix.size()));
+  }
+  if (allow_query) {
+    if (auto token = request.Query("token")) return *token;
+  }
+  return {};
+}
+
+std::string ClientAddress(const Request& request, const std::vector<std::string>& trusted) {
+  auto is_trusted = [&trusted](std::string_view address) {
+    return std::find(trusted.begin(), trusted.end(), address) != trusted.end();
+  };
+  std::string address = request.client_address;
+  if (!is_trusted(address)) return address;
+  // Walk X-Forwarded-For from the right; the first hop we do not trust is the client.
+  std::string_view forwarded = request.Header("X-Forwarded-For");
+  while (!forwarded.empty()) {
+    const auto comma = forwarded.rfind(',');
+    auto hop = comma == std::string_view::npos ? forwarded : forwarded.substr(comma + 1);
+    forwarded = comma == std::string_view::npos ? std::string_view() : forwarded.substr(0, comma);
+    while (!hop.empty() && hop.front() == ' ') hop.remove_prefix(1);
+    while (!hop.empty() && hop.back() == ' ') hop.remove_suffix(1);
+    if (hop.empty()) continue;
+    address = std::string(hop);
+    if (!is_trusted(address)) break;
+  }
+  return address;
+}
+
+Pipeline::Pipeline(const Router& router, const domain::TokenCodec& tokens, services::RateLimiter& limiter,
+                   metrics::Metrics& metrics, const config::Config& config)
+    : router_(router), tokens_(tokens), limiter_(limiter), metrics_(metrics), config_(config) {}
+
+boost::asio::awaitable<Response> Pipeline::Dispatch(Request& request, std::optional<services::RateDecision>& rate) {
+  auto match = router_.Find(request.message.method(), request.Path());
+  if (match.route == nullptr) {
+    if (match.pattern.empty()) {
+      request.route = "unmatched";
+      throw NotFound("not_found", "no such endpoint");
+    }
+    request.route = match.pattern;
+    std::sort(match.allowed.begin(), match.allowed.end());
+    match.allowed.erase(std::unique(match.allowed.begin(), match.allowed.end()), match.allowed.end());
+    std::string allow;
+    for (const auto& m : match.allowed) allow += (allow.empty() ? "" : ", ") + m;
+    throw std::move(ApiError(Status::method_not_allowed, "method_not_allowed", "method not allowed for this endpoint"))
+        .WithHeader("Allow", allow);
+  }
+  request.route = match.pattern;
+  request.path_params = std::move(match.params);
+  request.client_address = ClientAddress(request, config_.server.trusted_proxies);
+
+  const bool is_api = request.route.starts_with("/api/");
+  const bool is_websocket = request.route == "/api/ws";
+  if (match.route->access == Access::kAuthenticated || is_websocket) {
+    request.user_id = tokens_.Verify(BearerToken(request, is_websocket));
+    if (!request.user_id) throw Unauthorized("missing, invalid or expired token");
+  }
+  if (is_api && config_.ratelimit.enabled) {
+    rate = co_await limiter_.Check(request.client_address, request.user_id);
+    if (!rate->allowed) {
+      throw std::move(ApiError(Status::too_many_requests, "rate_limited", "too many requests, slow down"))
+          .WithHeader("Retry-After", std::to_string(rate->retry_after_seconds));
+    }
+  }
+  if (request.user_id) CheckActingUser(request, *request.user_id);
+  co_return co_await match.route->handler(request);
+}
+
+boost::asio::awaitable<Response> Pipeline::Handle(Request& request) {
+  const auto started = std::chrono::steady_clock::now();
+  metrics_.InFlight().Increment();
+  const auto sent_id = request.Header("X-Request-ID");
+  request.request_id = IsSaneRequestId(sent_id) ? std::string(sent_id) : NewRequestId();
+
+  std::optional<services::RateDecision> rate;
+  Response response;
+  try {
+    response = co_await Dispatch(request, rate);
+  } catch (const ApiError& e) {
+    response = ErrorResponse(e);
+  } catch (const storage::PgError& e) {
+    // Details go to the log only; the client learns nothing about the database.
+    spdlog::error("request {} failed: database error {}: {}", request.request_id, e.SqlState(), e.what());
+    response = e.IsConnectionLost()
+                   ? ErrorResponse(ApiError(Status::service_unavailable, "unavailable", "service temporarily unavailable"))
+                   : InternalErrorResponse();
+  } catch (const std::exception& e) {
+    spdlog::error("request {} failed: {}", request.request_id, e.what());
+    response = InternalErrorResponse();
+  }
+  response.set("X-Request-ID", request.request_id);
+  if (rate) SetRateHeaders(response, *rate);
+
+  const auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  metrics_.InFlight().Decrement();
+  const auto status = static_cast<int>(response.result_int());
+  const std::string method(request.message.method_string());
+  metrics_.ObserveRequest(method, request.route.empty() ? "unmatched" : request.route, status, seconds);
+  if (config_.server.access_log) {
+    json::object line{{"type", "access"},
+                      {"request_id", request.request_id},
+                      {"method", method},
+                      {"route", request.route},
+                      {"status", status},
+                      {"duration_ms", seconds * 1000.0},
+                      {"client", request.client_address}};
+    if (request.user_id) line["user_id"] = *request.user_id;
+    // The access logger's pattern supplies the braces, time and level around these fields.
+    const auto text = json::serialize(line);
+    spdlog::get("access")->info(std::string_view(text).substr(1, text.size() - 2));
+  }
+  co_return response;
+}
+
+}  // namespace vote::http

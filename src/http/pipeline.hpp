@@ -1,0 +1,42 @@
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "domain/token.hpp"
+#include "http/router.hpp"
+#include "metrics/metrics.hpp"
+#include "services/rate_limiter.hpp"
+
+namespace vote::http {
+
+// The middleware every request passes through, in order: request id, routing (404/405),
+// client address, authentication, rate limits, the acting-user rule, the handler, and one
+// place that turns every error into the contract's error body; then metrics and the access log.
+class Pipeline {
+ public:
+  Pipeline(const Router& router, const domain::TokenCodec& tokens, services::RateLimiter& limiter,
+           metrics::Metrics& metrics, const config::Config& config);
+
+  boost::asio::awaitable<Response> Handle(Request& request);
+
+ private:
+  boost::asio::awaitable<Response> Dispatch(Request& request, std::optional<services::RateDecision>& rate);
+
+  const Router& router_;
+  const domain::TokenCodec& tokens_;
+  services::RateLimiter& limiter_;
+  metrics::Metrics& metrics_;
+  const config::Config& config_;
+};
+
+// The bearer token of a request: Authorization header, or ?token= for WebSocket upgrades.
+std::string BearerToken(const Request& request, bool allow_query);
+// The client's address: the socket peer, or X-Forwarded-For's last untrusted hop when the peer
+// is a trusted proxy.
+std::string ClientAddress(const Request& request, const std::vector<std::string>& trusted_proxies);
+
+}  // namespace vote::http

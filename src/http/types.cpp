@@ -1,0 +1,76 @@
+#include "http/types.hpp"
+
+#include <boost/url/parse.hpp>
+
+#include <charconv>
+
+#include "http/errors.hpp"
+
+namespace vote::http {
+
+std::string_view Request::Path() const {
+  const auto target = Target();
+  return target.substr(0, target.find('?'));
+}
+
+std::optional<std::string> Request::Query(std::string_view name) const {
+  auto url = boost::urls::parse_origin_form(Target());
+  if (!url) return std::nullopt;
+  auto params = url->params();
+  auto it = params.find(name);
+  if (it == params.end()) return std::nullopt;
+  return std::string((*it).value);
+}
+
+std::string_view Request::Header(std::string_view name) const {
+  auto it = message.find(name);
+  if (it == message.end()) return {};
+  return it->value();
+}
+
+std::int64_t Request::PathId(std::string_view name, std::string_view not_found_code) const {
+  for (const auto& [key, value] : path_params) {
+    if (key != name) continue;
+    std::int64_t id = 0;
+    const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), id);
+    if (ec != std::errc{} || ptr != value.data() + value.size() || id <= 0) break;
+    return id;
+  }
+  throw NotFound(std::string(not_found_code), "no such resource");
+}
+
+json::object Request::JsonBody(bool allow_empty) const {
+  const auto& body = message.body();
+  if (body.find_first_not_of(" \t\r\n") == std::string::npos) {
+    if (allow_empty) return {};
+    throw BadRequest("invalid_json", "the request body must be a JSON object");
+  }
+  boost::system::error_code ec;
+  json::parse_options options;
+  options.max_depth = 32;
+  auto value = json::parse(body, ec, {}, options);
+  if (ec) throw BadRequest("invalid_json", "the request body is not valid JSON");
+  if (!value.is_object()) throw BadRequest("invalid_json", "the request body must be a JSON object");
+  return std::move(value.as_object());
+}
+
+std::int64_t Request::User() const {
+  if (!user_id) throw Unauthorized("authentication required");
+  return *user_id;
+}
+
+Response JsonResponse(Status status, const json::value& body) {
+  Response response{status, 11};
+  response.set(beast_http::field::content_type, "application/json");
+  response.body() = json::serialize(body);
+  response.prepare_payload();
+  return response;
+}
+
+Response EmptyResponse(Status status) {
+  Response response{status, 11};
+  response.prepare_payload();
+  return response;
+}
+
+}  // namespace vote::http

@@ -1,0 +1,89 @@
+#include "metrics/metrics.hpp"
+
+#include <prometheus/text_serializer.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+
+namespace vote::metrics {
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+
+// Resident memory and open descriptors, read at scrape time from /proc.
+void AppendProcessMetrics(std::string& out) {
+  std::ifstream statm("/proc/self/statm");
+  long pages_total = 0;
+  long pages_resident = 0;
+  statm >> pages_total >> pages_resident;
+  const long page = sysconf(_SC_PAGESIZE);
+  std::ifstream stat("/proc/self/stat");
+  std::string token;
+  double cpu_ticks = 0;
+  for (int field = 1; stat >> token; ++field) {
+    if (field == 14 || field == 15) cpu_ticks += std::stod(token);
+    if (field == 15) break;
+  }
+  std::ostringstream s;
+  s << "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+    << "# TYPE process_resident_memory_bytes gauge\n"
+    << "process_resident_memory_bytes " << pages_resident * page << "\n"
+    << "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
+    << "# TYPE process_virtual_memory_bytes gauge\n"
+    << "process_virtual_memory_bytes " << pages_total * page << "\n"
+    << "# HELP process_cpu_seconds_total Total user and system CPU time in seconds.\n"
+    << "# TYPE process_cpu_seconds_total counter\n"
+    << "process_cpu_seconds_total " << cpu_ticks / static_cast<double>(sysconf(_SC_CLK_TCK)) << "\n";
+  out += s.str();
+}
+
+}  // namespace
+
+Metrics::Metrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      http_requests_(BuildCounter().Name("http_requests_total").Help("HTTP requests by method, route template and status").Register(*registry_)),
+      http_duration_(BuildHistogram().Name("http_request_duration_seconds").Help("HTTP request duration by route template").Register(*registry_)),
+      in_flight_(BuildGauge().Name("http_requests_in_flight").Help("HTTP requests being handled").Register(*registry_).Add({})),
+      registrations_(BuildCounter().Name("vote_registrations_total").Help("Registrations by outcome").Register(*registry_)),
+      logins_(BuildCounter().Name("vote_logins_total").Help("Logins by outcome").Register(*registry_)),
+      polls_created_(BuildCounter().Name("vote_polls_created_total").Help("Polls created").Register(*registry_).Add({})),
+      votes_(BuildCounter().Name("vote_votes_total").Help("Votes by outcome").Register(*registry_)),
+      skips_(BuildCounter().Name("vote_skips_total").Help("Skips stored").Register(*registry_).Add({})),
+      cache_(BuildCounter().Name("vote_cache_requests_total").Help("Cache lookups by cache and result").Register(*registry_)),
+      rate_limited_(BuildCounter().Name("vote_rate_limited_total").Help("Requests refused by a rate limit, by kind").Register(*registry_)),
+      ratelimit_fallback_(BuildGauge().Name("vote_ratelimit_local_fallback").Help("1 while rate limits are enforced in-process because Redis is unreachable").Register(*registry_).Add({})),
+      pools_(BuildGauge().Name("vote_pool_connections").Help("Client pool connections by pool and state").Register(*registry_)),
+      dependency_up_(BuildGauge().Name("vote_dependency_up").Help("1 when the dependency answered its last check").Register(*registry_)),
+      vote_batch_size_(BuildHistogram().Name("vote_vote_batch_size").Help("Votes committed per database transaction").Register(*registry_).Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128})),
+      events_(BuildCounter().Name("vote_events_total").Help("Outbox events by state (published, confirmed, failed)").Register(*registry_)),
+      outbox_backlog_(BuildGauge().Name("vote_outbox_backlog").Help("Outbox events not yet confirmed by the broker").Register(*registry_).Add({})),
+      outbox_oldest_age_(BuildGauge().Name("vote_outbox_oldest_age_seconds").Help("Age of the oldest unpublished outbox event").Register(*registry_).Add({})),
+      events_consumed_(BuildCounter().Name("vote_events_consumed_total").Help("Events consumed by type").Register(*registry_)),
+      ws_connections_(BuildGauge().Name("vote_websocket_connections").Help("Open WebSocket connections").Register(*registry_).Add({})),
+      ws_messages_(BuildCounter().Name("vote_websocket_messages_total").Help("WebSocket messages by direction").Register(*registry_)),
+      feed_index_polls_(BuildGauge().Name("vote_feed_index_polls").Help("Polls in this instance's feed index").Register(*registry_).Add({})),
+      feed_cached_users_(BuildGauge().Name("vote_feed_cached_users").Help("Answered-poll sets held in memory").Register(*registry_).Add({})),
+      start_time_(BuildGauge().Name("process_start_time_seconds").Help("Start time of the process since the Unix epoch").Register(*registry_).Add({})) {
+  start_time_.Set(static_cast<double>(
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()));
+}
+
+void Metrics::ObserveRequest(const std::string& method, const std::string& route, int status, double seconds) {
+  http_requests_.Add({{"method", method}, {"route", route}, {"status", std::to_string(status)}}).Increment();
+  static const prometheus::Histogram::BucketBoundaries kBuckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                               0.05,   0.1,   0.25,   0.5,   1,    2.5};
+  http_duration_.Add({{"route", route}}, kBuckets).Observe(seconds);
+}
+
+std::string Metrics::Serialize() const {
+  prometheus::TextSerializer serializer;
+  auto text = serializer.Serialize(registry_->Collect());
+  AppendProcessMetrics(text);
+  return text;
+}
+
+}  // namespace vote::metrics

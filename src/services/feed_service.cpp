@@ -1,0 +1,372 @@
+// The feed (GET /api/polls): how a page is chosen, and why it stays fast and exact.
+//
+// The obvious query (newest polls WHERE NOT EXISTS a vote or skip by this user, LIMIT n) walks
+// the newest polls and probes votes/skips for each; a user who answered the newest 40k polls
+// makes every page probe 40k rows. Instead, per instance:
+//   - an index of every poll id (32-bit CRoaring bitmaps: all ids, and one per tag), loaded at
+//     start by Refresh() and kept current by poll-created events (FeedState::AddPoll[Index])
+//     plus a periodic catch-up Refresh() that re-reads the last kRefreshMargin ids, so polls
+//     committed out of id order are not missed;
+//   - each active user's answered (voted or skipped) set as a compressed bitmap, loaded once
+//     from the database, updated by that user's votes and skips and by vote/skip events from
+//     other instances (FeedState::MarkAnswered), kept in an LRU of user_cache_size users;
+//   - poll details in an LRU of poll_cache_size polls.
+// A page is the newest candidates (tag bitmap or all) below the cursor's id not in the answered
+// set (domain::PickUnseen: a short walk, then set difference over growing id windows), limit+1
+// of them to know whether another page follows. The in-memory set may lag (an event from
+// another instance still in flight, a vote racing the load), so before answering, one indexed
+// query (answered_among) checks the chosen ids against votes and skips; any hit joins the set
+// and the page is picked again. A vote answered 200 is committed, so the very next feed call
+// from any instance sees it in that check: the answer is exact. The cost of a page depends on
+// the page size and on how far below the bound the unseen polls are, not on how many polls exist
+// or how many the user answered; the database work is one primary-key probe per chosen id.
+//
+// Text search (q) runs in PostgreSQL (GIN index on polls.search, answered polls excluded in the
+// query); its cost grows with the number of matches above the cursor. Ids beyond 2^32 - 1 do
+// not fit the index: once one is seen, every page is answered by the same kind of SQL query.
+//
+// The cursor is the last id shown, MAC-protected and bound to the user and the filters
+// (domain::CursorCodec); id order is creation order, so it stays right whatever the user
+// answers between pages. page=N skips (N-1)*limit unseen polls below the cursor, if any.
+//
+// Locking: the index sits behind a shared_mutex (readers: page picks; writers: events,
+// refresh); each user set has its own mutex, taken after the index lock; the two LRUs have one
+// mutex each, never held while taking another lock. No lock is held across co_await.
+#include "services/feed_service.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <limits>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+#include "domain/feed_index.hpp"
+#include "http/errors.hpp"
+
+namespace vote::services {
+namespace {
+
+constexpr int kMaxLimit = 50;
+// Offsets up to this many polls are checked against the database like the page itself, so
+// page=N is exact too; deeper offsets (seed-era clients paging far) check only the page.
+constexpr std::size_t kMaxCheckedOffset = 1000;
+// Picks per page; each one after the first follows a hit in the database check.
+constexpr int kMaxPickRounds = 3;
+// Catch-up re-reads this many ids below the highest one it has seen: a poll whose transaction
+// committed after a higher id's is still picked up.
+constexpr std::int64_t kRefreshMargin = 1000;
+constexpr int kRefreshBatch = 50000;
+// After this many rows in one refresh (the start-up load), bitmaps are compressed again.
+constexpr std::size_t kOptimizeAfter = 10000;
+
+bool IsBlank(const std::string& text) {
+  return std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isspace(c) != 0; });
+}
+
+std::vector<std::int64_t> Ids(const storage::Result& result) {
+  std::vector<std::int64_t> ids;
+  ids.reserve(static_cast<std::size_t>(result.Rows()));
+  for (int row = 0; row < result.Rows(); ++row) {
+    ids.push_back(result.Int(row, 0));
+  }
+  return ids;
+}
+
+// One user's answered polls. `loaded` turns true once the database's set has been merged in;
+// before that the entry only collects answers that arrive while the load runs.
+struct UserAnswered {
+  std::mutex mutex;
+  Roaring answered;
+  std::atomic<bool> loaded{false};
+
+  void Add(const std::vector<std::int64_t>& poll_ids) {
+    std::lock_guard lock(mutex);
+    for (const auto id : poll_ids) {
+      if (domain::Indexable(id)) answered.add(static_cast<std::uint32_t>(id));
+    }
+  }
+};
+
+struct IndexedPoll {
+  std::int64_t id = 0;
+  std::vector<std::string> tags;
+};
+
+asio::awaitable<void> LoadAnswered(storage::Pool& pg, std::int64_t user_id, UserAnswered& user) {
+  auto params = storage::MakeParams(user_id);
+  auto result = co_await pg.Execute(sql::kAnsweredPolls, params);
+  std::vector<std::uint32_t> ids;
+  ids.reserve(static_cast<std::size_t>(result.Rows()));
+  for (int row = 0; row < result.Rows(); ++row) {
+    const auto id = result.Int(row, 0);
+    if (domain::Indexable(id)) ids.push_back(static_cast<std::uint32_t>(id));
+  }
+  std::sort(ids.begin(), ids.end());
+  Roaring loaded;
+  loaded.addMany(ids.size(), ids.data());
+  loaded.runOptimize();
+  {
+    // Concurrent loads of one user merge: each holds everything committed before it started.
+    std::lock_guard lock(user.mutex);
+    user.answered |= loaded;
+    user.loaded = true;
+  }
+}
+
+}  // namespace
+
+struct FeedState::Impl {
+  explicit Impl(const config::FeedConfig& config)
+      : users(static_cast<std::size_t>(std::max(1, config.user_cache_size))),
+        polls(static_cast<std::size_t>(std::max(1, config.poll_cache_size))) {}
+
+  // Index.
+  void AddToIndex(const std::vector<IndexedPoll>& batch) {
+    bool overflow = false;
+    {
+      std::unique_lock lock(index_mutex);
+      for (const auto& poll : batch) {
+        overflow |= !index.Add(poll.id, poll.tags);
+      }
+    }
+    if (overflow && !overflowed.exchange(true)) {
+      spdlog::warn("feed: a poll id above {} does not fit the index; the feed now runs on SQL",
+                   domain::kMaxIndexedPollId);
+    }
+  }
+  void OptimizeIndex() {
+    std::unique_lock lock(index_mutex);
+    index.Optimize();
+  }
+  std::uint64_t IndexSize() const {
+    std::shared_lock lock(index_mutex);
+    return index.Size();
+  }
+  std::vector<std::int64_t> Pick(UserAnswered& user, const std::optional<std::string>& tag,
+                                 std::optional<std::int64_t> before, std::size_t skip, std::size_t count) const {
+    std::shared_lock index_lock(index_mutex);
+    const Roaring* candidates = index.Candidates(tag);
+    if (candidates == nullptr) return {};
+    std::lock_guard user_lock(user.mutex);
+    return domain::PickUnseen(*candidates, user.answered, before, skip, count);
+  }
+
+  // Users. A miss inserts an entry that is not loaded yet, so answers arriving during the
+  // load are kept.
+  std::shared_ptr<UserAnswered> User(std::int64_t user_id) {
+    std::lock_guard lock(users_mutex);
+    if (auto* found = users.Get(user_id)) return *found;
+    return users.Put(user_id, std::make_shared<UserAnswered>());
+  }
+  std::shared_ptr<UserAnswered> CachedUser(std::int64_t user_id) {
+    std::lock_guard lock(users_mutex);
+    auto* found = users.Peek(user_id);
+    return found != nullptr ? *found : nullptr;
+  }
+  std::size_t CachedUsers() {
+    std::lock_guard lock(users_mutex);
+    return users.Size();
+  }
+
+  // Poll details.
+  void FindPolls(const std::vector<std::int64_t>& ids,
+                 std::unordered_map<std::int64_t, std::shared_ptr<const domain::Poll>>& found) {
+    std::lock_guard lock(polls_mutex);
+    for (const auto id : ids) {
+      if (auto* poll = polls.Get(id)) found.emplace(id, *poll);
+    }
+  }
+  void StorePoll(std::shared_ptr<const domain::Poll> poll) {
+    const auto id = poll->id;
+    std::lock_guard lock(polls_mutex);
+    polls.Put(id, std::move(poll));
+  }
+
+  mutable std::shared_mutex index_mutex;
+  domain::PollIndex index;
+  std::atomic<bool> overflowed{false};
+  std::atomic<std::int64_t> refreshed_up_to{0};  // highest id Refresh() has read
+
+  std::mutex users_mutex;
+  domain::LruCache<std::int64_t, std::shared_ptr<UserAnswered>> users;
+
+  std::mutex polls_mutex;
+  domain::LruCache<std::int64_t, std::shared_ptr<const domain::Poll>> polls;
+};
+
+FeedState::FeedState(const config::FeedConfig& config) : impl_(std::make_unique<Impl>(config)) {}
+
+FeedState::~FeedState() = default;
+
+void FeedState::AddPoll(const domain::Poll& poll) {
+  AddPollIndex(poll.id, poll.tags);
+  impl_->StorePoll(std::make_shared<const domain::Poll>(poll));
+}
+
+void FeedState::AddPollIndex(std::int64_t id, const std::vector<std::string>& tags) {
+  impl_->AddToIndex({IndexedPoll{id, tags}});
+}
+
+void FeedState::MarkAnswered(std::int64_t user_id, std::int64_t poll_id) {
+  // A user not in memory is loaded from the database, answer included, when next needed.
+  if (auto user = impl_->CachedUser(user_id)) user->Add({poll_id});
+}
+
+// The cache sizes in `config` belong to FeedState; the service itself has no settings.
+FeedService::FeedService(storage::Pool& pg, FeedState& state, const config::FeedConfig& config,
+                         metrics::Metrics& metrics, std::string cursor_key)
+    : pg_(pg), state_(state), metrics_(metrics), cursor_codec_(cursor_key) {}
+
+asio::awaitable<FeedPage> FeedService::Page(const FeedQuery& query) {
+  FeedQuery q = query;
+  q.limit = std::clamp(q.limit, 1, kMaxLimit);
+  if (q.text && IsBlank(*q.text)) q.text.reset();
+  // An empty cursor is a client with nothing to pass back, not a forged one.
+  if (q.cursor && q.cursor->empty()) q.cursor.reset();
+
+  const domain::CursorBinding binding{q.user_id, q.tag, q.text};
+  std::optional<std::int64_t> before;
+  if (q.cursor) {
+    before = cursor_codec_.Decode(binding, *q.cursor);
+    if (!before) throw http::BadRequest("invalid_cursor", "the cursor was not issued for this feed");
+  }
+  const auto limit = static_cast<std::size_t>(q.limit);
+  const std::size_t offset = q.page && *q.page > 1 ? static_cast<std::size_t>(*q.page - 1) * limit : 0;
+
+  std::vector<std::int64_t> ids;
+  if (q.text || state_.impl().overflowed.load()) {
+    ids = co_await SqlIds(q, before, offset);
+  } else {
+    ids = co_await IndexIds(q, before, offset);
+  }
+  const bool more = ids.size() > limit;
+  if (more) ids.resize(limit);
+
+  FeedPage page;
+  page.polls = co_await Polls(ids);
+  if (more) page.next_cursor = cursor_codec_.Encode(binding, ids.back());
+  co_return page;
+}
+
+asio::awaitable<std::vector<std::int64_t>> FeedService::IndexIds(const FeedQuery& query,
+                                                                 std::optional<std::int64_t> before,
+                                                                 std::size_t offset) {
+  auto& impl = state_.impl();
+  const auto user = impl.User(query.user_id);
+  const bool hit = user->loaded.load();
+  metrics_.Cache("answered", hit).Increment();
+  if (!hit) {
+    metrics_.FeedCachedUsers().Set(static_cast<double>(impl.CachedUsers()));
+    co_await LoadAnswered(pg_, query.user_id, *user);
+  }
+
+  const std::size_t want = static_cast<std::size_t>(query.limit) + 1;
+  const bool check_offset = offset <= kMaxCheckedOffset;
+  const std::size_t skip = check_offset ? 0 : offset;
+  const std::size_t count = check_offset ? offset + want : want;
+  std::vector<std::int64_t> ids;
+  for (int round = 1;; ++round) {
+    ids = impl.Pick(*user, query.tag, before, skip, count);
+    if (ids.empty()) break;
+    auto params = storage::MakeParams(query.user_id, ids);
+    auto answered = co_await pg_.Execute(sql::kAnsweredAmong, params);
+    if (answered.Rows() == 0) break;
+    const auto hits = Ids(answered);
+    user->Add(hits);
+    if (round == kMaxPickRounds) {
+      // Still racing the user's answers: leave the answered ones out rather than loop on.
+      const std::unordered_set<std::int64_t> drop(hits.begin(), hits.end());
+      std::erase_if(ids, [&drop](std::int64_t id) { return drop.contains(id); });
+      break;
+    }
+  }
+  if (check_offset) ids.erase(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(std::min(offset, ids.size())));
+  co_return ids;
+}
+
+asio::awaitable<std::vector<std::int64_t>> FeedService::SqlIds(const FeedQuery& query,
+                                                               std::optional<std::int64_t> before, std::size_t offset) {
+  const std::int64_t bound = before.value_or(std::numeric_limits<std::int64_t>::max());
+  const std::int64_t take = static_cast<std::int64_t>(query.limit) + 1;
+  const auto skip = static_cast<std::int64_t>(offset);
+  if (query.text) {
+    auto params = storage::MakeParams(query.user_id, *query.text, query.tag, bound, take, skip);
+    auto result = co_await pg_.Execute(sql::kSearchFeed, params);
+    co_return Ids(result);
+  }
+  auto params = storage::MakeParams(query.user_id, query.tag, bound, take, skip);
+  auto result = co_await pg_.Execute(sql::kUnseenFeed, params);
+  co_return Ids(result);
+}
+
+asio::awaitable<std::vector<domain::Poll>> FeedService::Polls(const std::vector<std::int64_t>& ids) {
+  auto& impl = state_.impl();
+  std::unordered_map<std::int64_t, std::shared_ptr<const domain::Poll>> found;
+  impl.FindPolls(ids, found);
+  std::vector<std::int64_t> missing;
+  std::unordered_set<std::int64_t> asked;
+  std::size_t hits = 0;
+  for (const auto id : ids) {
+    if (found.contains(id)) {
+      ++hits;
+    } else if (asked.insert(id).second) {
+      missing.push_back(id);
+    }
+  }
+  if (hits > 0) metrics_.Cache("poll", true).Increment(static_cast<double>(hits));
+  if (hits < ids.size()) metrics_.Cache("poll", false).Increment(static_cast<double>(ids.size() - hits));
+  if (!missing.empty()) {
+    auto params = storage::MakeParams(missing);
+    auto result = co_await pg_.Execute(sql::kFindPolls, params);
+    for (int row = 0; row < result.Rows(); ++row) {
+      auto poll = std::make_shared<const domain::Poll>(
+          domain::Poll{result.Int(row, 0), std::string(result.Text(row, 1)), result.TextArray(row, 2),
+                       result.TextArray(row, 3), result.Int(row, 4), std::string(result.Text(row, 5))});
+      found.emplace(poll->id, poll);
+      impl.StorePoll(std::move(poll));
+    }
+  }
+  std::vector<domain::Poll> polls;
+  polls.reserve(ids.size());
+  for (const auto id : ids) {
+    if (const auto it = found.find(id); it != found.end()) polls.push_back(*it->second);
+  }
+  co_return polls;
+}
+
+asio::awaitable<void> FeedService::Refresh() {
+  auto& impl = state_.impl();
+  std::int64_t since = std::max<std::int64_t>(0, impl.refreshed_up_to.load() - kRefreshMargin);
+  std::size_t rows_read = 0;
+  for (;;) {
+    auto params = storage::MakeParams(since, kRefreshBatch);
+    auto result = co_await pg_.Execute(sql::kPollIndexSince, params);
+    const int rows = result.Rows();
+    std::vector<IndexedPoll> batch;
+    batch.reserve(static_cast<std::size_t>(rows));
+    for (int row = 0; row < rows; ++row) {
+      batch.push_back(IndexedPoll{result.Int(row, 0), result.TextArray(row, 1)});
+    }
+    impl.AddToIndex(batch);
+    rows_read += batch.size();
+    if (!batch.empty()) since = batch.back().id;
+    if (rows < kRefreshBatch) break;
+  }
+  auto seen = impl.refreshed_up_to.load();
+  while (since > seen && !impl.refreshed_up_to.compare_exchange_weak(seen, since)) {
+  }
+  if (rows_read >= kOptimizeAfter) {
+    impl.OptimizeIndex();
+    spdlog::info("feed: index holds {} polls", impl.IndexSize());
+  }
+  metrics_.FeedIndexPolls().Set(static_cast<double>(impl.IndexSize()));
+  metrics_.FeedCachedUsers().Set(static_cast<double>(impl.CachedUsers()));
+}
+
+}  // namespace vote::services

@@ -1,0 +1,55 @@
+#include "services/poll_service.hpp"
+
+#include "http/errors.hpp"
+
+namespace vote::services {
+
+PollService::PollService(storage::Pool& pg, FeedService& feed, StatsCache& stats, cache::Redis& redis,
+                         PollCreatedListener& listener, metrics::Metrics& metrics)
+    : pg_(pg), feed_(feed), stats_(stats), redis_(redis), listener_(listener), metrics_(metrics) {}
+
+asio::awaitable<domain::Poll> PollService::Create(std::int64_t creator_id, domain::NewPoll poll) {
+  auto params = storage::MakeParams(poll.title, poll.options, poll.tags, creator_id);
+  auto result = co_await pg_.Execute(sql::kInsertPoll, params);
+  domain::Poll created{result.Int(0, 0),       std::string(result.Text(0, 1)), result.TextArray(0, 2),
+                       result.TextArray(0, 3), result.Int(0, 4),               std::string(result.Text(0, 5))};
+  metrics_.PollCreated().Increment();
+  listener_.OnPollCreated(created);
+  co_return created;
+}
+
+asio::awaitable<PollView> PollService::Get(std::int64_t user_id, std::int64_t poll_id) {
+  std::vector<std::int64_t> ids{poll_id};
+  auto polls = co_await feed_.Polls(ids);
+  if (polls.empty()) throw http::NotFound("poll_not_found", "no poll with that id");
+  PollView view{std::move(polls.front()), std::nullopt, std::nullopt};
+  auto params = storage::MakeParams(user_id, poll_id);
+  auto answer = co_await pg_.Execute(sql::kFindAnswer, params);
+  if (!answer.IsNull(0, 0)) view.my_vote = static_cast<int>(answer.Int(0, 0));
+  if (view.my_vote || answer.Bool(0, 1)) view.stats = co_await Stats(poll_id);
+  co_return view;
+}
+
+asio::awaitable<domain::Stats> PollService::Stats(std::int64_t poll_id) {
+  auto stats = co_await stats_.Get(poll_id);
+  if (!stats) throw http::NotFound("poll_not_found", "no poll with that id");
+  co_return std::move(*stats);
+}
+
+asio::awaitable<std::vector<domain::Poll>> PollService::Hot(int limit) {
+  std::vector<std::int64_t> ids;
+  if (redis_.Connected()) {
+    try {
+      std::vector<std::string> args{"ZREVRANGE", "poll:stats:hot", "0", std::to_string(limit - 1)};
+      auto reply = co_await redis_.Command(std::move(args));
+      for (const auto& e : reply.elements) ids.push_back(std::stoll(e.str));
+    } catch (const cache::RedisError&) {
+      // No analytics without Redis: an empty list is the honest answer.
+    } catch (const std::logic_error&) {
+    }
+  }
+  auto polls = co_await feed_.Polls(ids);
+  co_return polls;
+}
+
+}  // namespace vote::services

@@ -1,0 +1,93 @@
+#include "services/stats_cache.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace vote::services {
+namespace {
+
+namespace json = boost::json;
+
+// Sets KEYS[1] to ARGV[1] unless the cached total (the number before '|') is already >= ARGV[2].
+constexpr const char* kPutIfFresher = R"lua(
+local current = redis.call('GET', KEYS[1])
+if current then
+  local total = tonumber(string.match(current, '^(%d+)|'))
+  if total and total >= tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+)lua";
+
+std::string Key(std::int64_t poll_id) { return "poll:stats:" + std::to_string(poll_id); }
+
+std::string Encode(const domain::Stats& stats) {
+  json::array options(stats.options.begin(), stats.options.end());
+  json::array votes(stats.votes.begin(), stats.votes.end());
+  return std::to_string(stats.Total()) + "|" +
+         json::serialize(json::object{{"o", std::move(options)}, {"v", std::move(votes)}});
+}
+
+std::optional<domain::Stats> Decode(std::int64_t poll_id, const std::string& text) {
+  const auto bar = text.find('|');
+  if (bar == std::string::npos) return std::nullopt;
+  boost::system::error_code ec;
+  auto value = json::parse(std::string_view(text).substr(bar + 1), ec);
+  if (ec || !value.is_object()) return std::nullopt;
+  domain::Stats stats;
+  stats.poll_id = poll_id;
+  try {
+    for (const auto& o : value.at("o").as_array()) stats.options.emplace_back(o.as_string());
+    for (const auto& v : value.at("v").as_array()) stats.votes.push_back(v.as_int64());
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  if (stats.options.size() != stats.votes.size()) return std::nullopt;
+  return stats;
+}
+
+}  // namespace
+
+StatsCache::StatsCache(storage::Pool& pg, cache::Redis& redis, const config::RedisConfig& config,
+                       metrics::Metrics& metrics)
+    : pg_(pg), redis_(redis), config_(config), metrics_(metrics) {}
+
+asio::awaitable<std::optional<domain::Stats>> StatsCache::Get(std::int64_t poll_id) {
+  if (redis_.Connected()) {
+    try {
+      std::vector<std::string> args{"GET", Key(poll_id)};
+      auto reply = co_await redis_.Command(std::move(args));
+      if (reply.type == cache::Reply::Type::kString) {
+        if (auto stats = Decode(poll_id, reply.str)) {
+          metrics_.Cache("stats", true).Increment();
+          co_return stats;
+        }
+      }
+    } catch (const cache::RedisError&) {
+      // Served from the database below.
+    }
+  }
+  metrics_.Cache("stats", false).Increment();
+  auto params = storage::MakeParams(poll_id);
+  auto result = co_await pg_.Execute(sql::kPollStats, params);
+  if (result.Rows() != 1) co_return std::nullopt;
+  domain::Stats stats;
+  stats.poll_id = poll_id;
+  stats.options = result.TextArray(0, 0);
+  stats.votes = result.IntArray(0, 1);
+  co_await Put(stats);
+  co_return stats;
+}
+
+asio::awaitable<void> StatsCache::Put(const domain::Stats& stats) {
+  if (!redis_.Connected()) co_return;
+  try {
+    std::vector<std::string> keys{Key(stats.poll_id)};
+    std::vector<std::string> args{Encode(stats), std::to_string(stats.Total()),
+                                  std::to_string(config_.stats_ttl.count())};
+    co_await redis_.Eval(kPutIfFresher, std::move(keys), std::move(args));
+  } catch (const cache::RedisError& e) {
+    spdlog::debug("stats cache write skipped: {}", e.what());
+  }
+}
+
+}  // namespace vote::services

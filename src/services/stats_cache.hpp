@@ -1,0 +1,35 @@
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include <optional>
+
+#include "cache/redis.hpp"
+#include "domain/poll.hpp"
+#include "metrics/metrics.hpp"
+#include "storage/pg.hpp"
+
+namespace vote::services {
+
+namespace asio = boost::asio;
+
+// Poll statistics: Redis poll:stats:{id} in front of the sharded counters. Entries only ever
+// move forward (a write with a lower total than the cached one is ignored), so a reader never
+// sees fewer votes than a vote that was already answered 200.
+class StatsCache {
+ public:
+  StatsCache(storage::Pool& pg, cache::Redis& redis, const config::RedisConfig& config, metrics::Metrics& metrics);
+
+  // Stats of a poll, or nothing when the poll does not exist.
+  asio::awaitable<std::optional<domain::Stats>> Get(std::int64_t poll_id);
+  // Records fresher counts (after a vote); Redis being down is not an error.
+  asio::awaitable<void> Put(const domain::Stats& stats);
+
+ private:
+  storage::Pool& pg_;
+  cache::Redis& redis_;
+  const config::RedisConfig& config_;
+  metrics::Metrics& metrics_;
+};
+
+}  // namespace vote::services

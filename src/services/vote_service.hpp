@@ -1,0 +1,70 @@
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+
+#include "config/config.hpp"
+#include "domain/clock.hpp"
+#include "domain/poll.hpp"
+#include "metrics/metrics.hpp"
+#include "services/feed_service.hpp"
+#include "services/stats_cache.hpp"
+#include "storage/pg.hpp"
+
+namespace vote::services {
+
+
+struct VoteResult {
+  std::int64_t poll_id = 0;
+  int option_index = 0;
+  domain::Stats stats;
+  int votes_remaining_today = 0;
+};
+
+// Called after a vote or skip is committed (feed state, event relay wake-up).
+struct AnswerListener {
+  virtual ~AnswerListener() = default;
+  virtual void OnAnswered(std::int64_t user_id, std::int64_t poll_id) = 0;
+};
+
+// Votes and skips. Concurrent votes on one event-loop thread are grouped into one transaction
+// (one round trip, one durable commit for the whole group) while each request still gets its own
+// exact answer: cast_votes() applies the rules vote by vote inside the transaction.
+class VoteService {
+ public:
+  VoteService(storage::Pool& pg, StatsCache& stats, FeedService& feed, AnswerListener& listener,
+              const config::Config& config, metrics::Metrics& metrics, domain::Clock clock, int shard_base);
+
+  // Throws ApiError: 404 poll_not_found, 400 invalid_option, 409 already_voted,
+  // 429 daily_vote_limit_reached (with Retry-After).
+  asio::awaitable<VoteResult> Cast(std::int64_t user_id, std::int64_t poll_id, int option_index);
+  // Throws ApiError: 404 poll_not_found, 409 already_voted.
+  asio::awaitable<void> Skip(std::int64_t user_id, std::int64_t poll_id);
+
+ private:
+  struct Pending;
+  asio::awaitable<void> Flush(int slot);
+  asio::awaitable<void> RunBatch(std::vector<std::shared_ptr<Pending>>& batch, int slot);
+
+  storage::Pool& pg_;
+  StatsCache& stats_;
+  FeedService& feed_;
+  AnswerListener& listener_;
+  const config::Config& config_;
+  metrics::Metrics& metrics_;
+  domain::Clock clock_;
+  int shard_base_;
+  int max_in_flight_;
+  std::deque<std::shared_ptr<Pending>> queue_;
+  std::vector<bool> slot_busy_;
+};
+
+// Seconds from `now` to the next UTC midnight (at least 1).
+int SecondsToUtcMidnight(domain::TimePoint now);
+
+}  // namespace vote::services

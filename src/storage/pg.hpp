@@ -1,0 +1,209 @@
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include "sql/queries.hpp"
+
+namespace vote::storage {
+
+namespace asio = boost::asio;
+
+// A database error with its SQLSTATE; the message is for logs, never for clients.
+class PgError : public std::runtime_error {
+ public:
+  PgError(std::string sqlstate, const std::string& message, std::string constraint = {})
+      : std::runtime_error(message), sqlstate_(std::move(sqlstate)), constraint_(std::move(constraint)) {}
+  const std::string& SqlState() const { return sqlstate_; }
+  const std::string& Constraint() const { return constraint_; }
+  bool IsUniqueViolation() const { return sqlstate_ == "23505"; }
+  bool IsConnectionLost() const { return sqlstate_.starts_with("08") || sqlstate_.empty(); }
+
+ private:
+  std::string sqlstate_;
+  std::string constraint_;
+};
+
+// Owns one PGresult; values are read as text (the wire format we ask for).
+class Result {
+ public:
+  explicit Result(PGresult* res) : res_(res, &PQclear) {}
+  int Rows() const { return PQntuples(res_.get()); }
+  bool IsNull(int row, int col) const { return PQgetisnull(res_.get(), row, col) != 0; }
+  std::string_view Text(int row, int col) const {
+    return {PQgetvalue(res_.get(), row, col), static_cast<std::size_t>(PQgetlength(res_.get(), row, col))};
+  }
+  std::int64_t Int(int row, int col) const;
+  bool Bool(int row, int col) const { return Text(row, col) == "t"; }
+  std::optional<std::int64_t> OptInt(int row, int col) const {
+    if (IsNull(row, col)) return std::nullopt;
+    return Int(row, col);
+  }
+  // A PostgreSQL text[] or bigint[] in text form.
+  std::vector<std::string> TextArray(int row, int col) const;
+  std::vector<std::int64_t> IntArray(int row, int col) const;
+
+ private:
+  std::unique_ptr<PGresult, void (*)(PGresult*)> res_;
+};
+
+// Query parameters in PostgreSQL's text format.
+class Params {
+ public:
+  Params& Add(std::nullopt_t) { return Push(std::nullopt); }
+  Params& Add(std::string_view v) { return Push(std::string(v)); }
+  Params& Add(const std::string& v) { return Push(v); }
+  Params& Add(const char* v) { return Push(std::string(v)); }
+  Params& Add(std::int64_t v) { return Push(std::to_string(v)); }
+  Params& Add(int v) { return Push(std::to_string(v)); }
+  Params& Add(bool v) { return Push(v ? "t" : "f"); }
+  template <typename T>
+  Params& Add(const std::optional<T>& v) {
+    return v ? Add(*v) : Push(std::nullopt);
+  }
+  Params& Add(const std::vector<std::int64_t>& v);
+  Params& Add(const std::vector<std::string>& v);
+  Params& Add(const std::vector<int>& v);
+
+  int Size() const { return static_cast<int>(values_.size()); }
+  std::vector<const char*> Pointers() const;
+
+ private:
+  Params& Push(std::optional<std::string> v) {
+    values_.push_back(std::move(v));
+    return *this;
+  }
+  std::vector<std::optional<std::string>> values_;
+};
+
+template <typename... Args>
+Params MakeParams(const Args&... args) {
+  Params p;
+  (p.Add(args), ...);
+  return p;
+}
+
+// One libpq connection driven by the non-blocking API on an Asio executor.
+class Connection {
+ public:
+  Connection(asio::any_io_executor ex, std::string conninfo, std::chrono::milliseconds connect_timeout);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  asio::awaitable<void> Connect();
+  // Runs a named statement, preparing it on first use on this connection.
+  asio::awaitable<Result> Execute(const sql::Statement& statement, const Params& params);
+  // Runs plain SQL text without parameters (transaction control, SET).
+  asio::awaitable<Result> ExecuteSimple(std::string_view sql);
+  bool Healthy() const;
+
+ private:
+  asio::awaitable<void> Flush();
+  asio::awaitable<Result> ReadResult();
+  asio::awaitable<void> Wait(bool write);
+  void Close();
+  [[noreturn]] void ThrowConnectionError(const std::string& what);
+
+  asio::any_io_executor ex_;
+  std::string conninfo_;
+  std::chrono::milliseconds connect_timeout_;
+  PGconn* conn_ = nullptr;
+  std::optional<asio::posix::stream_descriptor> socket_;
+  std::unordered_set<std::string> prepared_;
+};
+
+struct PoolStats {
+  int size = 0;
+  int idle = 0;
+  int waiting = 0;
+};
+
+// A fixed-size pool of connections bound to one event-loop thread (no locking needed).
+// Connections are opened lazily and replaced when they break, so the pool recovers
+// after the database restarts.
+class Pool {
+ public:
+  class Lease {
+   public:
+    Lease(Pool& pool, std::unique_ptr<Connection> conn) : pool_(&pool), conn_(std::move(conn)) {}
+    Lease(Lease&& other) noexcept = default;
+    Lease& operator=(Lease&&) = delete;
+    ~Lease();
+    Connection* operator->() { return conn_.get(); }
+    Connection& operator*() { return *conn_; }
+    // A broken connection is dropped instead of returned.
+    void Discard() { discard_ = true; }
+
+   private:
+    Pool* pool_;
+    std::unique_ptr<Connection> conn_;
+    bool discard_ = false;
+  };
+
+  Pool(asio::any_io_executor ex, std::string conninfo, int size, std::chrono::milliseconds connect_timeout);
+
+  asio::awaitable<Lease> Acquire();
+  // Acquire, execute, release; a broken connection is discarded and the error rethrown.
+  asio::awaitable<Result> Execute(const sql::Statement& statement, const Params& params);
+  PoolStats Stats() const;
+
+ private:
+  void Release(std::unique_ptr<Connection> conn, bool discard);
+
+  struct Waiter {
+    explicit Waiter(asio::any_io_executor ex) : timer(ex, asio::steady_timer::time_point::max()) {}
+    asio::steady_timer timer;
+    std::unique_ptr<Connection> conn;
+    bool slot = false;  // allowed to open a new connection
+  };
+
+  asio::any_io_executor ex_;
+  std::string conninfo_;
+  int size_;
+  std::chrono::milliseconds connect_timeout_;
+  int open_ = 0;
+  std::vector<std::unique_ptr<Connection>> idle_;
+  std::deque<std::shared_ptr<Waiter>> waiters_;
+};
+
+// Runs `body` inside BEGIN/COMMIT on one leased connection; ROLLBACK on any exception.
+template <typename Body>
+asio::awaitable<void> InTransaction(Pool& pool, Body body) {
+  auto lease = co_await pool.Acquire();
+  co_await lease->ExecuteSimple("BEGIN");
+  std::exception_ptr failure;
+  try {
+    co_await body(*lease);
+    co_await lease->ExecuteSimple("COMMIT");
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  if (failure) {
+    if (lease->Healthy()) {
+      try {
+        co_await lease->ExecuteSimple("ROLLBACK");
+      } catch (const PgError&) {
+        lease.Discard();
+      }
+    } else {
+      lease.Discard();
+    }
+    std::rethrow_exception(failure);
+  }
+}
+
+}  // namespace vote::storage
