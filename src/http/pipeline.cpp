@@ -183,7 +183,7 @@ boost::asio::awaitable<Response> Pipeline::Handle(Request& request) {
                       {"client", request.client_address}};
     if (request.user_id) line["user_id"] = *request.user_id;
     // The access logger's pattern supplies the braces, time and level around these fields.
-    const auto text = json::serialize(line);
+    const auto text = SerializeJson(line);
     spdlog::get("access")->info(std::string_view(text).substr(1, text.size() - 2));
   }
   co_return response;

@@ -59,10 +59,60 @@ std::int64_t Request::User() const {
   return *user_id;
 }
 
+namespace {
+
+// Boost.JSON 1.81 prints doubles in exponent form (100.0 -> "1E2"); percentages read better as
+// plain decimals, so doubles are printed here and everything else is left to Boost.JSON.
+void Serialize(const json::value& value, std::string& out) {
+  switch (value.kind()) {
+    case json::kind::object: {
+      out += '{';
+      bool first = true;
+      for (const auto& [key, item] : value.get_object()) {
+        if (!first) out += ',';
+        first = false;
+        out += json::serialize(json::string_view(key));
+        out += ':';
+        Serialize(item, out);
+      }
+      out += '}';
+      break;
+    }
+    case json::kind::array: {
+      out += '[';
+      bool first = true;
+      for (const auto& item : value.get_array()) {
+        if (!first) out += ',';
+        first = false;
+        Serialize(item, out);
+      }
+      out += ']';
+      break;
+    }
+    case json::kind::double_: {
+      char buffer[32];
+      std::snprintf(buffer, sizeof buffer, "%.15g", value.get_double());
+      out += buffer;
+      break;
+    }
+    default:
+      out += json::serialize(value);
+  }
+}
+
+}  // namespace
+
+std::string SerializeJson(const json::value& value) {
+  std::string out;
+  out.reserve(256);
+  Serialize(value, out);
+  return out;
+}
+
 Response JsonResponse(Status status, const json::value& body) {
   Response response{status, 11};
   response.set(beast_http::field::content_type, "application/json");
-  response.body() = json::serialize(body);
+  response.body() = SerializeJson(body);
   response.prepare_payload();
   return response;
 }

@@ -39,6 +39,7 @@ struct Request {
 };
 
 Response JsonResponse(Status status, const json::value& body);
+std::string SerializeJson(const json::value& value);
 Response EmptyResponse(Status status);
 
 }  // namespace vote::http

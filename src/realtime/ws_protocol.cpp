@@ -3,6 +3,7 @@
 #include <limits>
 #include <optional>
 #include <unordered_set>
+#include "http/types.hpp"
 
 namespace vote::realtime {
 namespace {
@@ -73,11 +74,11 @@ std::string AckMessage(ClientAction action, const std::vector<std::int64_t>& pol
 }
 
 std::string StatsMessage(const json::object& stats) {
-  return json::serialize(json::object{{"type", "stats"}, {"stats", stats}});
+  return http::SerializeJson(json::object{{"type", "stats"}, {"stats", stats}});
 }
 
 std::string PollCreatedMessage(const json::object& poll) {
-  return json::serialize(json::object{{"type", "poll_created"}, {"poll", poll}});
+  return http::SerializeJson(json::object{{"type", "poll_created"}, {"poll", poll}});
 }
 
 std::string BadMessageError(std::string_view reason) {
