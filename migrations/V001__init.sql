@@ -54,7 +54,7 @@ CREATE TABLE skips (
   PRIMARY KEY (user_id, poll_id)
 );
 
--- Accepted votes per user and UTC day; the row lock on it serialises one user's votes.
+-- Accepted votes per user and UTC day.
 CREATE TABLE daily_votes (
   user_id bigint  NOT NULL,
   day     date    NOT NULL,
@@ -124,6 +124,10 @@ BEGIN
       RETURN NEXT;
       CONTINUE;
     END IF;
+    -- One user's votes are serialised by a transaction-scoped advisory lock on the user id,
+    -- taken before any row lock; callers pass votes sorted by user, so batches take these locks
+    -- in one order and never deadlock.
+    PERFORM pg_advisory_xact_lock(p_users[i]);
     INSERT INTO votes (user_id, poll_id, option_index) VALUES (p_users[i], p_polls[i], p_options[i])
       ON CONFLICT DO NOTHING;
     IF NOT FOUND THEN

@@ -1,0 +1,79 @@
+#include <gtest/gtest.h>
+
+#include <jwt.h>
+
+#include "domain/token.hpp"
+
+namespace vote::domain {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct FakeClock {
+  TimePoint now = TimePoint{} + std::chrono::hours(24 * 365 * 56);
+  Clock Get() {
+    return [this] { return now; };
+  }
+};
+
+TEST(TokenCodecTest, IssuedTokenVerifiesToItsSubject) {
+  FakeClock clock;
+  TokenCodec codec("secret-key", 3600s, "vote", clock.Get());
+  const auto issued = codec.Issue(42);
+  EXPECT_EQ(issued.expires_at, clock.now + 3600s);
+  EXPECT_EQ(codec.Verify(issued.token), std::optional<std::int64_t>(42));
+}
+
+TEST(TokenCodecTest, ExpiredTokenIsRefused) {
+  FakeClock clock;
+  TokenCodec codec("secret-key", 60s, "vote", clock.Get());
+  const auto issued = codec.Issue(7);
+  clock.now += 59s;
+  EXPECT_TRUE(codec.Verify(issued.token).has_value());
+  clock.now += 1s;
+  EXPECT_FALSE(codec.Verify(issued.token).has_value());
+}
+
+TEST(TokenCodecTest, TokenSignedWithAnotherKeyIsRefused) {
+  FakeClock clock;
+  TokenCodec mine("secret-key", 60s, "vote", clock.Get());
+  TokenCodec theirs("other-key", 60s, "vote", clock.Get());
+  EXPECT_FALSE(mine.Verify(theirs.Issue(1).token).has_value());
+}
+
+TEST(TokenCodecTest, TokenOfAnotherIssuerIsRefused) {
+  FakeClock clock;
+  TokenCodec mine("secret-key", 60s, "vote", clock.Get());
+  TokenCodec other("secret-key", 60s, "someone-else", clock.Get());
+  EXPECT_FALSE(mine.Verify(other.Issue(1).token).has_value());
+}
+
+TEST(TokenCodecTest, UnsignedAlgNoneTokenIsRefused) {
+  FakeClock clock;
+  TokenCodec codec("secret-key", 60s, "vote", clock.Get());
+  jwt_t* raw = nullptr;
+  ASSERT_EQ(jwt_new(&raw), 0);
+  jwt_add_grant(raw, "sub", "1");
+  jwt_add_grant(raw, "iss", "vote");
+  jwt_add_grant_int(raw, "exp", std::chrono::duration_cast<std::chrono::seconds>(
+                                    (clock.now + 60s).time_since_epoch()).count());
+  char* token = jwt_encode_str(raw);  // alg none
+  ASSERT_NE(token, nullptr);
+  EXPECT_FALSE(codec.Verify(token).has_value());
+  free(token);
+  jwt_free(raw);
+}
+
+TEST(TokenCodecTest, TruncatedOrGarbageTokensAreRefused) {
+  FakeClock clock;
+  TokenCodec codec("secret-key", 60s, "vote", clock.Get());
+  const auto token = codec.Issue(5).token;
+  EXPECT_FALSE(codec.Verify(token.substr(0, token.size() - 3)).has_value());
+  EXPECT_FALSE(codec.Verify(token.substr(0, token.find('.'))).has_value());
+  EXPECT_FALSE(codec.Verify("").has_value());
+  EXPECT_FALSE(codec.Verify("not a token").has_value());
+  EXPECT_FALSE(codec.Verify(std::string(10000, 'a')).has_value());
+}
+
+}  // namespace
+}  // namespace vote::domain
