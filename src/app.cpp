@@ -79,7 +79,9 @@ struct App::Shared : services::AnswerListener, services::PollCreatedListener {
 struct App::Worker : api::Readiness {
   Worker(Shared& s, int index, int threads)
       : shared(s),
-        pg(ioc.get_executor(), config::PostgresConninfo(s.config.postgres),
+        pg(ioc.get_executor(),
+           config::PostgresConninfo(s.config.postgres) + " options='-c statement_timeout=" +
+               std::to_string(s.config.postgres.statement_timeout.count()) + "'",
            std::max(1, s.config.postgres.max_connections / threads), s.config.postgres.connect_timeout),
         redis(ioc.get_executor(), s.config.redis),
         feed(pg, s.feed, s.config.feed, s.metrics, s.config.jwt.secret_key),

@@ -12,6 +12,8 @@ int main(int argc, char** argv) {
   cli.require_subcommand(1);
   std::string config_path = "config/config.yaml";
   cli.add_option("-c,--config", config_path, "YAML configuration file")->check(CLI::ExistingFile);
+  // Subcommands inherit this, so `vote serve --config x` and `vote migrate up --config x` work too.
+  cli.fallthrough();
 
   auto* serve = cli.add_subcommand("serve", "Serve the HTTP API (and run the event consumers)");
   auto* worker = cli.add_subcommand("worker", "Run only the outbox relay and the event consumers");

@@ -85,6 +85,11 @@ awaitable<Response> Idempotent(Request& req, Services& s, Handle handle) {
     Response replay{static_cast<http::Status>(stored->status), 11};
     replay.set(http::beast_http::field::content_type, "application/json");
     replay.set("Idempotent-Replayed", "true");
+    // Only the daily vote limit answers a handler's 429 (rate limits answer before it), and its
+    // Retry-After is part of the answer: counted from now, as for a fresh refusal.
+    if (replay.result() == http::Status::too_many_requests) {
+      replay.set(http::beast_http::field::retry_after, std::to_string(s.votes.SecondsToLimitReset()));
+    }
     replay.body() = stored->body;
     replay.prepare_payload();
     co_return replay;

@@ -1,6 +1,10 @@
 #include "domain/poll.hpp"
 
+#include <locale.h>
+#include <wctype.h>
+
 #include <algorithm>
+#include <cctype>
 #include <numeric>
 #include <set>
 
@@ -24,6 +28,30 @@ std::optional<std::string> StringField(const json::value* value, const std::stri
   return std::string(value->as_string());
 }
 
+// What "equal ignoring case" compares, beyond ASCII too ("Ä" and "ä" are one option): code
+// points lower-cased with the C.UTF-8 locale's Unicode tables (ASCII only if it is missing).
+// `text` is valid UTF-8 (checked by Utf8Length first).
+std::u32string CaseKey(std::string_view text) {
+  static const locale_t kUtf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", locale_t{});
+  std::u32string key;
+  for (std::size_t i = 0; i < text.size();) {
+    const auto lead = static_cast<unsigned char>(text[i]);
+    const std::size_t width = lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
+    auto cp = static_cast<char32_t>(width == 1 ? lead : lead & (0x3F >> (width - 1)));
+    for (std::size_t k = 1; k < width && i + k < text.size(); ++k) {
+      cp = (cp << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3F);
+    }
+    i += width;
+    if (kUtf8 != locale_t{}) {
+      cp = static_cast<char32_t>(towlower_l(static_cast<wint_t>(cp), kUtf8));
+    } else if (cp < 0x80) {
+      cp = static_cast<char32_t>(std::tolower(static_cast<int>(cp)));
+    }
+    key.push_back(cp);
+  }
+  return key;
+}
+
 }  // namespace
 
 std::int64_t Stats::Total() const { return std::accumulate(votes.begin(), votes.end(), std::int64_t{0}); }
@@ -44,7 +72,7 @@ NewPoll ValidateNewPoll(const json::object& body) {
   } else if (options->as_array().size() < 2 || options->as_array().size() > 10) {
     errors.push_back({"options", "must have 2-10 options"});
   } else {
-    std::set<std::string> seen;
+    std::set<std::u32string> seen;
     for (std::size_t i = 0; i < options->as_array().size(); ++i) {
       const auto field = "options[" + std::to_string(i) + "]";
       auto text = StringField(&options->as_array()[i], field, errors);
@@ -53,7 +81,7 @@ NewPoll ValidateNewPoll(const json::object& body) {
       const auto length = Utf8Length(option);
       if (length < 1 || length > 100) {
         errors.push_back({field, "must be 1-100 characters after trimming"});
-      } else if (!seen.insert(AsciiLower(option)).second) {
+      } else if (!seen.insert(CaseKey(option)).second) {
         errors.push_back({field, "duplicates another option (ignoring case)"});
       }
       poll.options.push_back(std::move(option));

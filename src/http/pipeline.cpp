@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
-#include <random>
 
 #include "cache/redis.hpp"
 #include "http/errors.hpp"
@@ -16,22 +15,6 @@ namespace vote::http {
 namespace {
 
 namespace json = boost::json;
-
-std::string NewRequestId() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string id(32, '0');
-  for (int half = 0; half < 2; ++half) {
-    auto bits = rng();
-    for (int i = 0; i < 16; ++i, bits >>= 4) id[static_cast<std::size_t>(half * 16 + i)] = kHex[bits & 0xf];
-  }
-  return id;
-}
-
-bool IsSaneRequestId(std::string_view id) {
-  return !id.empty() && id.size() <= 128 &&
-         std::all_of(id.begin(), id.end(), [](char ch) { return ch > 0x20 && ch < 0x7f && ch != '"' && ch != '\\'; });
-}
 
 // A userId sent by seed-era clients must name the caller: number or numeric string.
 void CheckActingUser(const Request& request, std::int64_t user_id) {
@@ -109,12 +92,27 @@ Pipeline::Pipeline(const Router& router, const domain::TokenCodec& tokens, servi
 
 boost::asio::awaitable<Response> Pipeline::Dispatch(Request& request, std::optional<services::RateDecision>& rate) {
   auto match = router_.Find(request.message.method(), request.Path());
-  if (match.route == nullptr) {
-    if (match.pattern.empty()) {
-      request.route = "unmatched";
-      throw NotFound("not_found", "no such endpoint");
+  request.route = match.pattern.empty() ? "unmatched" : match.pattern;
+  request.path_params = std::move(match.params);
+  request.client_address = ClientAddress(request, config_.server.trusted_proxies);
+
+  const bool is_websocket = request.route == "/api/ws";
+  const bool wants_user =
+      match.route != nullptr && (match.route->access == Access::kAuthenticated || is_websocket);
+  if (wants_user) request.user_id = tokens_.Verify(BearerToken(request, is_websocket));
+
+  // Every /api/ request counts, including refused ones (bad token, unknown path): that is
+  // where brute force and scanning come from. A request without a valid token counts against
+  // its address only.
+  if (request.Path().starts_with("/api/") && config_.ratelimit.enabled) {
+    rate = co_await limiter_.Check(request.client_address, request.user_id);
+    if (!rate->allowed) {
+      throw std::move(ApiError(Status::too_many_requests, "rate_limited", "too many requests, slow down"))
+          .WithHeader("Retry-After", std::to_string(rate->retry_after_seconds));
     }
-    request.route = match.pattern;
+  }
+  if (match.route == nullptr) {
+    if (match.pattern.empty()) throw NotFound("not_found", "no such endpoint");
     std::sort(match.allowed.begin(), match.allowed.end());
     match.allowed.erase(std::unique(match.allowed.begin(), match.allowed.end()), match.allowed.end());
     std::string allow;
@@ -122,23 +120,7 @@ boost::asio::awaitable<Response> Pipeline::Dispatch(Request& request, std::optio
     throw std::move(ApiError(Status::method_not_allowed, "method_not_allowed", "method not allowed for this endpoint"))
         .WithHeader("Allow", allow);
   }
-  request.route = match.pattern;
-  request.path_params = std::move(match.params);
-  request.client_address = ClientAddress(request, config_.server.trusted_proxies);
-
-  const bool is_api = request.route.starts_with("/api/");
-  const bool is_websocket = request.route == "/api/ws";
-  if (match.route->access == Access::kAuthenticated || is_websocket) {
-    request.user_id = tokens_.Verify(BearerToken(request, is_websocket));
-    if (!request.user_id) throw Unauthorized("missing, invalid or expired token");
-  }
-  if (is_api && config_.ratelimit.enabled) {
-    rate = co_await limiter_.Check(request.client_address, request.user_id);
-    if (!rate->allowed) {
-      throw std::move(ApiError(Status::too_many_requests, "rate_limited", "too many requests, slow down"))
-          .WithHeader("Retry-After", std::to_string(rate->retry_after_seconds));
-    }
-  }
+  if (wants_user && !request.user_id) throw Unauthorized("missing, invalid or expired token");
   if (request.user_id) CheckActingUser(request, *request.user_id);
   co_return co_await match.route->handler(request);
 }
@@ -146,8 +128,7 @@ boost::asio::awaitable<Response> Pipeline::Dispatch(Request& request, std::optio
 boost::asio::awaitable<Response> Pipeline::Handle(Request& request) {
   const auto started = std::chrono::steady_clock::now();
   metrics_.InFlight().Increment();
-  const auto sent_id = request.Header("X-Request-ID");
-  request.request_id = IsSaneRequestId(sent_id) ? std::string(sent_id) : NewRequestId();
+  request.request_id = RequestIdFor(request.Header("X-Request-ID"));
 
   std::optional<services::RateDecision> rate;
   Response response;

@@ -2,7 +2,9 @@
 
 #include <boost/url/parse.hpp>
 
+#include <algorithm>
 #include <charconv>
+#include <random>
 
 #include "http/errors.hpp"
 
@@ -100,7 +102,28 @@ void Serialize(const json::value& value, std::string& out) {
   }
 }
 
+std::string NewRequestId() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id(32, '0');
+  for (int half = 0; half < 2; ++half) {
+    auto bits = rng();
+    for (int i = 0; i < 16; ++i, bits >>= 4) id[static_cast<std::size_t>(half * 16 + i)] = kHex[bits & 0xf];
+  }
+  return id;
+}
+
+bool IsSaneRequestId(std::string_view id) {
+  return !id.empty() && id.size() <= 128 &&
+         std::all_of(id.begin(), id.end(), [](char ch) { return ch > 0x20 && ch < 0x7f && ch != '"' && ch != '\\'; });
+}
+
 }  // namespace
+
+std::string RequestIdFor(std::string_view sent) {
+  if (IsSaneRequestId(sent)) return std::string(sent);
+  return NewRequestId();
+}
 
 std::string SerializeJson(const json::value& value) {
   std::string out;

@@ -38,6 +38,9 @@ struct Request {
   std::int64_t User() const;
 };
 
+// The id a response carries: the client's X-Request-ID when it is sane, a fresh one otherwise.
+std::string RequestIdFor(std::string_view sent);
+
 Response JsonResponse(Status status, const json::value& body);
 std::string SerializeJson(const json::value& value);
 Response EmptyResponse(Status status);

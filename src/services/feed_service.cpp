@@ -148,6 +148,11 @@ struct FeedState::Impl {
     std::shared_lock lock(index_mutex);
     return index.Size();
   }
+  bool Indexed(std::int64_t poll_id) const {
+    if (!domain::Indexable(poll_id)) return false;
+    std::shared_lock lock(index_mutex);
+    return index.Candidates(std::nullopt)->contains(static_cast<std::uint32_t>(poll_id));
+  }
   std::vector<std::int64_t> Pick(UserAnswered& user, const std::optional<std::string>& tag,
                                  std::optional<std::int64_t> before, std::size_t skip, std::size_t count) const {
     std::shared_lock index_lock(index_mutex);
@@ -258,6 +263,11 @@ asio::awaitable<std::vector<std::int64_t>> FeedService::IndexIds(const FeedQuery
                                                                  std::optional<std::int64_t> before,
                                                                  std::size_t offset) {
   auto& impl = state_.impl();
+  // The cursor's poll was shown, so it exists. If this instance has not indexed it, the cursor
+  // comes from an instance that knows newer polls than we do (their events or our refresh are
+  // still on the way): catch up now, or the polls between our newest and the cursor would be
+  // skipped for good.
+  if (before && !impl.Indexed(*before)) co_await Refresh();
   const auto user = impl.User(query.user_id);
   const bool hit = user->loaded.load();
   metrics_.Cache("answered", hit).Increment();

@@ -23,6 +23,7 @@ struct VoteService::Pending {
   std::string status;
   int votes_today = 0;
   std::vector<std::int64_t> counts;
+  std::shared_ptr<const domain::Stats> fresh;  // read after the commit; null if that read failed
   std::exception_ptr error;
 };
 
@@ -45,6 +46,8 @@ VoteService::VoteService(storage::Pool& pg, StatsCache& stats, FeedService& feed
       // Leave half of the thread's connections to reads.
       max_in_flight_(std::max(1, pg.Stats().size / 2)),
       slot_busy_(static_cast<std::size_t>(max_in_flight_), false) {}
+
+int VoteService::SecondsToLimitReset() const { return SecondsToUtcMidnight(clock_()); }
 
 asio::awaitable<VoteResult> VoteService::Cast(std::int64_t user_id, std::int64_t poll_id, int option_index) {
   auto ex = co_await asio::this_coro::executor;
@@ -72,12 +75,16 @@ asio::awaitable<VoteResult> VoteService::Cast(std::int64_t user_id, std::int64_t
     result.poll_id = poll_id;
     result.option_index = option_index;
     result.votes_remaining_today = std::max(0, config_.votes.daily_limit - pending->votes_today);
-    result.stats.poll_id = poll_id;
-    result.stats.votes = std::move(pending->counts);
-    std::vector<std::int64_t> ids{poll_id};
-    auto polls = co_await feed_.Polls(ids);
-    if (!polls.empty()) result.stats.options = polls.front().options;
-    result.stats.options.resize(result.stats.votes.size());
+    if (pending->fresh) {
+      result.stats = *pending->fresh;
+    } else {
+      result.stats.poll_id = poll_id;
+      result.stats.votes = std::move(pending->counts);
+      std::vector<std::int64_t> ids{poll_id};
+      auto polls = co_await feed_.Polls(ids);
+      if (!polls.empty()) result.stats.options = polls.front().options;
+      result.stats.options.resize(result.stats.votes.size());
+    }
     // The cache moves forward before this voter is answered, so nobody reads fewer votes.
     co_await stats_.Put(result.stats);
     co_return result;
@@ -97,7 +104,7 @@ asio::awaitable<VoteResult> VoteService::Cast(std::int64_t user_id, std::int64_t
   metrics_.Vote("limit").Increment();
   throw std::move(http::ApiError(http::Status::too_many_requests, "daily_vote_limit_reached",
                                  "you have reached today's vote limit"))
-      .WithHeader("Retry-After", std::to_string(SecondsToUtcMidnight(clock_())));
+      .WithHeader("Retry-After", std::to_string(SecondsToLimitReset()));
 }
 
 asio::awaitable<void> VoteService::Flush(int slot) {
@@ -140,18 +147,56 @@ asio::awaitable<void> VoteService::RunBatch(std::vector<std::shared_ptr<Pending>
       break;
     } catch (const storage::PgError& e) {
       failure = std::current_exception();
-      // A lost connection or a deadlock rolled the whole batch back: it is safe to run again.
-      if (!e.IsConnectionLost() && e.SqlState() != "40P01" && e.SqlState() != "40001") break;
+      // A deadlock or serialization failure rolled the whole batch back: safe to run again.
+      // A connection lost mid-statement is not: the commit may have happened, and a rerun
+      // would answer 409 to votes that were stored. Those voters get 503.
+      if (e.SqlState() != "40P01" && e.SqlState() != "40001") break;
       spdlog::warn("vote batch retry after {}", e.SqlState());
+    } catch (const std::exception&) {
+      // Anything else still answers every voter of the batch.
+      failure = std::current_exception();
+      break;
     }
   }
 
+  if (!failure) co_await ReadFreshStats(batch);
   for (const auto& p : batch) {
     if (!failure && p->status == "accepted") listener_.OnAnswered(p->user_id, p->poll_id);
   }
   for (auto& p : batch) {
     if (failure) p->error = failure;
     p->done.cancel();
+  }
+}
+
+asio::awaitable<void> VoteService::ReadFreshStats(std::vector<std::shared_ptr<Pending>>& batch) {
+  // The counts cast_votes() reads inside its transaction miss batches committing at the same
+  // moment on other connections (other shards, other instances): two such batches could each
+  // cache a total one short, forever. Read after the commit, the last batch to commit sees every
+  // vote, and the cache keeps the highest total, so it ends at the stored counts.
+  std::vector<std::int64_t> ids;
+  for (const auto& p : batch) {
+    if (p->status == "accepted" && std::find(ids.begin(), ids.end(), p->poll_id) == ids.end()) {
+      ids.push_back(p->poll_id);
+    }
+  }
+  if (ids.empty()) co_return;
+  auto params = storage::MakeParams(ids);
+  try {
+    auto result = co_await pg_.Execute(sql::kPollsStats, params);
+    for (int row = 0; row < result.Rows(); ++row) {
+      auto stats = std::make_shared<domain::Stats>();
+      stats->poll_id = result.Int(row, 0);
+      stats->options = result.TextArray(row, 1);
+      stats->votes = result.IntArray(row, 2);
+      for (auto& p : batch) {
+        if (p->status == "accepted" && p->poll_id == stats->poll_id) p->fresh = stats;
+      }
+    }
+  } catch (const std::exception& e) {
+    // The votes are committed and their voters must be answered: they fall back to the counts
+    // read in the transaction.
+    spdlog::warn("vote stats read after commit failed: {}", e.what());
   }
 }
 

@@ -45,11 +45,14 @@ class VoteService {
   asio::awaitable<VoteResult> Cast(std::int64_t user_id, std::int64_t poll_id, int option_index);
   // Throws ApiError: 404 poll_not_found, 409 already_voted.
   asio::awaitable<void> Skip(std::int64_t user_id, std::int64_t poll_id);
+  // Retry-After of a daily_vote_limit_reached answer given now.
+  int SecondsToLimitReset() const;
 
  private:
   struct Pending;
   asio::awaitable<void> Flush(int slot);
   asio::awaitable<void> RunBatch(std::vector<std::shared_ptr<Pending>>& batch, int slot);
+  asio::awaitable<void> ReadFreshStats(std::vector<std::shared_ptr<Pending>>& batch);
 
   storage::Pool& pg_;
   StatsCache& stats_;

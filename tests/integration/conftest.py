@@ -4,6 +4,7 @@ import http.client
 import json
 import os
 import signal
+import socket as socket_lib
 import subprocess
 import tempfile
 import time
@@ -222,3 +223,171 @@ def user(server):
 @pytest.fixture
 def redis_client():
     return redis_lib.Redis(port=REDIS_PORT, db=REDIS_DB)
+
+
+# ---------------------------------------------------------------------------------------------
+# Isolation and outages (added for the feed, rate limit and events tests).
+#
+# Every pytest session has its own database, but all sessions on a machine share RabbitMQ's
+# vhost "/" and Redis database 9. Ids start at 1 in every database, so another session's events
+# (vote.cast for "user 3, poll 7") and Redis keys (rate:user:3:api, poll:stats:7, poll:stats:hot)
+# would land on this session's users and polls. Tests that count events, rate-limit budgets or
+# hot polls use `isolated`: a database, a vhost and a Redis database of their own.
+
+RABBITMQCTL = ["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", os.environ.get("RABBITMQ_NODENAME", "rabbit@localhost")]
+RABBITMQ_USER = os.environ.get("VOTE_RABBITMQ_USER", "guest")
+# Redis databases handed out to isolated sessions (0 is `make run`'s, 9 the shared harness').
+ISOLATED_REDIS_DBS = range(10, 16)
+ISOLATED_REDIS_CLAIM = "vote-it:owner"
+
+
+def rabbitmqctl(*args, timeout=120, check=True):
+    """Runs rabbitmqctl against the local node (scripts/stack's); returns its stdout."""
+    env = dict(os.environ, HOME=os.path.join(ROOT, ".stack", "rabbitmq", "home"))
+    done = subprocess.run(RABBITMQCTL + list(args), env=env, capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {done.stdout} {done.stderr}")
+    return done.stdout
+
+
+def redis_ping(port=REDIS_PORT):
+    try:
+        return redis_lib.Redis(port=port, socket_timeout=1, socket_connect_timeout=1).ping()
+    except redis_lib.RedisError:
+        return False
+
+
+def wait_until(predicate, timeout, interval=0.05, message="condition"):
+    """Polls predicate() until it returns a truthy value (returned) or the deadline passes."""
+    deadline = time.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.time() >= deadline:
+            raise AssertionError(f"{message} not reached within {timeout}s (last value: {value!r})")
+        time.sleep(interval)
+
+
+def stop_redis():
+    """Stops the local Redis (data is not saved). Pair with start_redis() in a finally block."""
+    subprocess.run(["redis-cli", "-p", str(REDIS_PORT), "shutdown", "nosave"], capture_output=True, timeout=30)
+    wait_until(lambda: not redis_ping(), 20, message="Redis stopped")
+
+
+def start_redis():
+    """Starts the local Redis again through scripts/stack (idempotent) and waits for PONG."""
+    if not redis_ping():
+        subprocess.run([os.path.join(ROOT, "scripts", "stack"), "up"], cwd=ROOT, capture_output=True, timeout=180)
+    wait_until(redis_ping, 30, interval=0.2, message="Redis answering")
+
+
+def rabbitmq_up():
+    try:
+        with socket_lib.create_connection(("127.0.0.1", int(os.environ.get("VOTE_RABBITMQ_PORT", "5672"))), 1):
+            return True
+    except OSError:
+        return False
+
+
+def stop_rabbitmq():
+    """Stops the RabbitMQ application (the node stays up). Pair with start_rabbitmq()."""
+    rabbitmqctl("stop_app")
+    wait_until(lambda: not rabbitmq_up(), 30, message="RabbitMQ stopped")
+
+
+def start_rabbitmq():
+    rabbitmqctl("start_app", check=False)
+    rabbitmqctl("await_startup", check=False)
+    if not rabbitmq_up():
+        # The node itself is gone: let scripts/stack bring it back.
+        subprocess.run([os.path.join(ROOT, "scripts", "stack"), "up"], cwd=ROOT, capture_output=True, timeout=300)
+    wait_until(rabbitmq_up, 60, interval=0.2, message="RabbitMQ accepting connections")
+
+
+class Isolated:
+    """A database, a RabbitMQ vhost and a Redis database that no other pytest session uses."""
+
+    def __init__(self, database, vhost, redis_db):
+        self.database, self.vhost, self.redis_db = database, vhost, redis_db
+        self.env = {"VOTE_POSTGRES_DBNAME": database, "VOTE_RABBITMQ_VHOST": vhost, "VOTE_REDIS_DB": str(redis_db)}
+        self._conn = psycopg2.connect(dbname=database, **PG)
+        self._conn.autocommit = True
+
+    def db(self, sql, *params):
+        with self._conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else None
+
+    def redis(self):
+        return redis_lib.Redis(port=REDIS_PORT, db=self.redis_db)
+
+    def claim_redis(self):
+        """Marks the Redis database as ours again (needed after Redis restarted without data)."""
+        self.redis().set(ISOLATED_REDIS_CLAIM, self.database, ex=6 * 3600)
+
+    def close(self):
+        self._conn.close()
+
+
+@pytest.fixture(scope="session")
+def isolated():
+    name = f"vote_it_iso_{os.getpid()}"
+    admin = psycopg2.connect(dbname="postgres", **PG)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    env = dict(os.environ, VOTE_POSTGRES_DBNAME=name)
+    subprocess.run([BIN, "migrate", "up", "--config", os.path.join(ROOT, "config", "config.yaml")],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+    rabbitmqctl("add_vhost", name)
+    rabbitmqctl("set_permissions", "-p", name, RABBITMQ_USER, ".*", ".*", ".*")
+    redis_db = None
+    for candidate in ISOLATED_REDIS_DBS:
+        r = redis_lib.Redis(port=REDIS_PORT, db=candidate)
+        if r.set(ISOLATED_REDIS_CLAIM, name, nx=True, ex=6 * 3600):
+            r.flushdb()
+            redis_db = candidate
+            break
+    if redis_db is None:
+        raise RuntimeError(f"no free Redis database among {list(ISOLATED_REDIS_DBS)}: keys {ISOLATED_REDIS_CLAIM} hold them")
+    iso = Isolated(name, name, redis_db)
+    iso.claim_redis()
+    yield iso
+    iso.close()
+    try:
+        r = redis_lib.Redis(port=REDIS_PORT, db=redis_db)
+        if r.get(ISOLATED_REDIS_CLAIM) in (None, name.encode()):
+            r.flushdb()
+    except redis_lib.RedisError:
+        pass
+    rabbitmqctl("delete_vhost", name, check=False)
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture
+def make_isolated_server(isolated):
+    """Like make_server, but the servers use the `isolated` database, vhost and Redis database."""
+    started = []
+
+    def make(env=None, name="isolated"):
+        s = Server(isolated.database, env={**isolated.env, **(env or {})}, name=name).start()
+        started.append(s)
+        return s
+
+    yield make
+    # A server that a test did not kill must exit cleanly: a sanitizer report makes it exit non-zero.
+    failures = []
+    for s in started:
+        killed = s.proc.poll() is not None and s.proc.returncode < 0
+        code = s.stop()
+        if not killed and code != 0:
+            failures.append(f"{s.name} exited with {code}: {s.read_log()[-3000:]}")
+    assert not failures, "\n".join(failures)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "outage: stops a shared service (Redis, RabbitMQ) for a while; runs last in its file")

@@ -108,6 +108,8 @@ def test_create_poll_refuses_a_missing_title(server, user):
     ["  " + "o" * 100 + "  ", "b"],
     ["é" * 100, "b"],
     ["Go", "Go!"],
+    ["é", "è", "e", "ê"],
+    ["Straße", "Strasse"],
 ])
 def test_create_poll_accepts_2_to_10_options_of_1_to_100_characters(server, user, options):
     r = server.request("POST", "/api/polls", poll_body(options=options), token=user.token)
@@ -126,6 +128,10 @@ def test_create_poll_accepts_2_to_10_options_of_1_to_100_characters(server, user
     ["Go", "go"],
     ["Go", "  GO  "],
     ["Rust", "Go", "rust"],
+    ["Äpfel", "äpfel"],
+    ["Émile", "ÉMILE "],
+    ["Ωmega", "ωmega"],
+    ["Привет", "привет"],
     ["a", 1],
     ["a", None],
     ["a", ["b"]],
@@ -293,12 +299,20 @@ def test_get_poll_after_skipping_shows_stats_but_no_vote(server, user):
     assert g.json["stats"]["pollId"] == poll["id"]
 
 
-def test_get_poll_on_another_server_instance(server, user, make_server):
-    poll = server.create_poll(user.token, options=("A", "B"))
+def test_a_new_poll_is_readable_and_votable_on_another_instance_at_once(server, user, make_server):
     other = make_server(name="other")
-    r = other.request("GET", f"/api/polls/{poll['id']}", token=user.token)
-    assert r.status == 200, r
-    assert r.json["title"] == poll["title"] and r.json["options"] == ["A", "B"]
+    voter = server.register()
+    for _ in range(3):
+        poll = server.create_poll(user.token, options=("A", "B"))
+        r = other.request("GET", f"/api/polls/{poll['id']}", token=voter.token)
+        assert r.status == 200, r
+        assert r.json["title"] == poll["title"] and r.json["options"] == ["A", "B"]
+        s = other.request("GET", f"/api/polls/{poll['id']}/stats", token=voter.token)
+        assert s.status == 200, s
+        assert [o["text"] for o in s.json["options"]] == ["A", "B"]
+        v = other.request("POST", f"/api/polls/{poll['id']}/vote", {"optionIndex": 1}, token=voter.token)
+        assert v.status == 200, v
+        assert [(o["text"], o["votes"]) for o in v.json["stats"]["options"]] == [("A", 0), ("B", 1)]
 
 
 @pytest.mark.parametrize("suffix", ["", "/stats"])
