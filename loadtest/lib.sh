@@ -6,6 +6,7 @@ LOADTEST_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 ROOT=$(dirname "$LOADTEST_DIR")
 BIN=${VOTE_BIN:-$ROOT/build/release/vote}
 PYTHON=${PYTHON:-python3}
+export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the repository
 
 # The database, Redis database and RabbitMQ vhost of the load tests: never the ones of `make run`
 # (vote, Redis 0, /) nor of the integration tests (vote_test, Redis 9), so that events, cached
@@ -60,7 +61,9 @@ cleanup() {
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null || true
   done
-  if [ "$rc" -ne 0 ] || [ "${LOADTEST_KEEP_WORK:-0}" = 1 ]; then
+  if [ ! -d "$WORK" ]; then
+    :
+  elif [ "$rc" -ne 0 ] || [ "${LOADTEST_KEEP_WORK:-0}" = 1 ]; then
     warn "loadtest: logs kept in $WORK"
   else
     rm -rf "$WORK"
@@ -222,7 +225,7 @@ run_wrk() {
   for a in "$@"; do [ "$a" = -s ] && has_script=1; done
   local extra=()
   [ "$has_script" = 1 ] || extra=(-s "$LOADTEST_DIR/report.lua")
-  timeout --kill-after=5 $((duration + 60)) wrk --latency --timeout 10s -d "${duration}s" "${extra[@]}" "$@" \
+  timeout --foreground --kill-after=5 $((duration + 60)) wrk --latency --timeout 10s -d "${duration}s" "${extra[@]}" "$@" \
     >"$WORK/$name.wrk" 2>&1 || die "wrk $name failed: $(tail -5 "$WORK/$name.wrk")"
   grep -q '^WRK_JSON ' "$WORK/$name.wrk" || die "wrk $name printed no result: $(tail -5 "$WORK/$name.wrk")"
 }

@@ -145,7 +145,7 @@ struct App::Worker : api::Readiness {
 
   // Periodic work of this thread; ends when the app stops.
   asio::awaitable<void> Background(bool refresh_feed) {
-    asio::steady_timer timer(ioc);
+    auto& timer = background_timer;
     auto last_purge = std::chrono::steady_clock::now();
     while (!shared.stopping) {
       timer.expires_after(shared.config.feed.refresh_interval);
@@ -180,6 +180,7 @@ struct App::Worker : api::Readiness {
   http::Router router;
   http::Pipeline pipeline;
   http::Server server;
+  asio::steady_timer background_timer{ioc};  // cancelled at shutdown
   std::thread thread;
 };
 
@@ -294,6 +295,7 @@ int App::Run() {
       for (auto& w : workers_) {
         asio::post(w->ioc, [w = w.get()] {
           w->server.ForceClose();
+          w->background_timer.cancel();
           w->hub.Shutdown();
           w->redis.Stop();
         });

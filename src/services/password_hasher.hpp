@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <exception>
+#include <optional>
 #include <string>
 
 #include "config/config.hpp"

@@ -1,8 +1,10 @@
 """Integration test harness: real PostgreSQL, Redis and RabbitMQ (started by scripts/stack),
 a fresh database per test session, and real `vote serve` processes on loopback port 0."""
+import atexit
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket as socket_lib
 import subprocess
@@ -24,6 +26,11 @@ PG = dict(host=os.environ.get("VOTE_POSTGRES_HOST", "127.0.0.1"),
 REDIS_PORT = int(os.environ.get("VOTE_REDIS_PORT", "6379"))
 # Tests use their own Redis database so that `make run` data is never touched.
 REDIS_DB = 9
+
+
+# Per-server scratch directories (port file, log), removed when the test session ends.
+_TEMP_DIRS = []
+atexit.register(lambda: [shutil.rmtree(d, ignore_errors=True) for d in _TEMP_DIRS])
 
 
 class Response:
@@ -59,6 +66,7 @@ class Server:
 
     def start(self, timeout=30):
         tmp = tempfile.mkdtemp(prefix="vote-it-")
+        _TEMP_DIRS.append(tmp)
         port_file = os.path.join(tmp, "port")
         self.log_path = os.path.join(tmp, f"{self.name}.log")
         env = dict(os.environ)

@@ -39,7 +39,7 @@ TEST_F(ConfigTest, DefaultsWithoutFileOrEnvironment) {
 }
 
 TEST_F(ConfigTest, ShippedConfigFileHasEveryKeyAndLoads) {
-  const auto c = Load(std::string(VOTE_SOURCE_DIR) + "/config/config.yaml", &FakeEnv);
+  const auto c = Load("config/config.yaml", &FakeEnv);
   EXPECT_EQ(c.server.port, 8080);
   EXPECT_EQ(c.redis.port, 6379);
   EXPECT_EQ(c.rabbitmq.user, "guest");
