@@ -100,7 +100,7 @@ CREATE INDEX idempotency_keys_expires_idx ON idempotency_keys (expires_at);
 -- Callers pass the votes sorted by user id, which orders the per-user locks the same way.
 CREATE FUNCTION cast_votes(p_users bigint[], p_polls bigint[], p_options int[], p_day date, p_limit int,
                            p_shard int)
-RETURNS TABLE (ord int, status text, votes_today int, counts bigint[])
+RETURNS TABLE (ord int, status text, votes_today int)
 LANGUAGE plpgsql AS $$
 DECLARE
   n_options int;
@@ -112,7 +112,6 @@ BEGIN
   FOR i IN 1 .. coalesce(array_length(p_users, 1), 0) LOOP
     ord := i;
     votes_today := NULL;
-    counts := NULL;
     SELECT cardinality(p.options) INTO n_options FROM polls p WHERE p.id = p_polls[i];
     IF n_options IS NULL THEN
       status := 'poll_not_found';
@@ -168,16 +167,12 @@ BEGIN
   SELECT 'vote.cast', jsonb_build_object('pollId', p_polls[o], 'userId', p_users[o], 'optionIndex', p_options[o])
     FROM unnest(acc_ord) AS o;
 
+  -- Counts are read by the caller after the commit: read here, they would miss groups
+  -- committing at the same moment.
   FOR k IN 1 .. cardinality(acc_ord) LOOP
     ord := acc_ord[k];
     status := 'accepted';
     votes_today := acc_today[k];
-    SELECT array_agg(coalesce(s.v, 0) ORDER BY g.i) INTO counts
-      FROM polls p
-     CROSS JOIN generate_series(0, cardinality(p.options) - 1) AS g(i)
-      LEFT JOIN (SELECT c.option_index, sum(c.votes) AS v FROM poll_option_counts c
-                  WHERE c.poll_id = p_polls[ord] GROUP BY c.option_index) s ON s.option_index = g.i
-     WHERE p.id = p_polls[ord];
     RETURN NEXT;
   END LOOP;
 END;

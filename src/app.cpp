@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "api/routes.hpp"
@@ -87,7 +88,7 @@ struct App::Worker : api::Readiness {
         feed(pg, s.feed, s.config.feed, s.metrics, s.config.jwt.secret_key),
         stats(pg, redis, s.config.redis, s.metrics),
         polls(pg, feed, stats, redis, s, s.metrics),
-        votes(pg, stats, feed, s, s.config, s.metrics, domain::SystemClock(),
+        votes(pg, stats, s, s.config, s.metrics, domain::SystemClock(),
               index * std::max(1, s.config.postgres.max_connections / threads / 2)),
         auth(pg, s.hasher, s.tokens, s.config, s.metrics, domain::SystemClock()),
         idempotency(pg, s.config.votes),
@@ -143,6 +144,24 @@ struct App::Worker : api::Readiness {
     return shared.metrics.Serialize();
   }
 
+  // A poll's counts changed (called from the event consumer's thread). Votes arriving while a
+  // hand-over is pending ride along with it: one wake-up of this loop per burst, not per vote.
+  void QueueVote(std::int64_t poll_id) {
+    std::lock_guard lock(changed_mutex);
+    changed_polls.push_back(poll_id);
+    if (changed_scheduled) return;
+    changed_scheduled = true;
+    asio::post(ioc, [this] {
+      std::vector<std::int64_t> polls;
+      {
+        std::lock_guard inner(changed_mutex);
+        polls.swap(changed_polls);
+        changed_scheduled = false;
+      }
+      for (const auto id : polls) hub.OnVote(id);
+    });
+  }
+
   // Periodic work of this thread; ends when the app stops.
   asio::awaitable<void> Background(bool refresh_feed) {
     auto& timer = background_timer;
@@ -181,6 +200,9 @@ struct App::Worker : api::Readiness {
   http::Pipeline pipeline;
   http::Server server;
   asio::steady_timer background_timer{ioc};  // cancelled at shutdown
+  std::mutex changed_mutex;
+  std::vector<std::int64_t> changed_polls;
+  bool changed_scheduled = false;
   std::thread thread;
 };
 
@@ -245,7 +267,7 @@ int App::Run() {
       if (event.type == "vote.cast" || event.type == "poll.skipped") {
         if (user_id > 0 && poll_id > 0) shared_->feed.MarkAnswered(user_id, poll_id);
         if (event.type == "vote.cast") {
-          for (auto& w : workers_) asio::post(w->ioc, [w = w.get(), poll_id] { w->hub.OnVote(poll_id); });
+          for (auto& w : workers_) w->QueueVote(poll_id);
         }
       } else if (event.type == "poll.created" && poll_id > 0) {
         domain::Poll poll;

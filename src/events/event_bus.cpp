@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <map>
+#include <set>
 #include <cstdlib>
 #include <mutex>
 #include <optional>
@@ -29,11 +31,14 @@ using namespace std::chrono_literals;
 // The longest a thread blocks in one call before it looks at the stop flag again.
 constexpr auto kSlice = 200ms;
 constexpr auto kConfirmTimeout = 10s;
+constexpr auto kGatherWindow = 5ms;
 constexpr auto kBacklogInterval = 1s;
 constexpr auto kHotRebuildInterval = 2s;
 constexpr int kHotWindowMinutes = 60;
 constexpr int kHotBucketTtlSeconds = 3700;
 constexpr int kHotTtlSeconds = 120;
+// Outbox events packed into one broker message (see DecodeEvents).
+constexpr int kEventsPerMessage = 100;
 // Ids remembered per consumer to drop duplicates: about 4 MB (hashes, not strings).
 constexpr std::size_t kRecentIds = 100000;
 
@@ -94,22 +99,23 @@ std::string_view ExchangeFor(std::string_view type) {
   return kSystemExchange;
 }
 
-// The body on the broker: {"id","type","payload"}. The payload is already JSON (jsonb text).
-std::string EncodeEvent(std::string_view id, std::string_view type, std::string_view payload) {
+// One event on the broker: {"id","type","at","payload"}; "at" is when it was written (Unix
+// seconds). The payload is already JSON (jsonb text).
+std::string EncodeEvent(std::string_view id, std::string_view type, std::string_view at, std::string_view payload) {
   std::string body = R"({"id":)";
   body += boost::json::serialize(boost::json::string(id));
   body += R"(,"type":)";
   body += boost::json::serialize(boost::json::string(type));
+  body += R"(,"at":)";
+  body += at.empty() ? std::string_view("0") : at;
   body += R"(,"payload":)";
   body += payload;
   body += '}';
   return body;
 }
 
-std::optional<Event> DecodeEvent(std::string_view body) {
-  boost::json::error_code ec;
-  auto value = boost::json::parse(body, ec);
-  if (ec || !value.is_object()) {
+std::optional<Event> DecodeOne(boost::json::value& value, std::optional<std::int64_t>& at) {
+  if (!value.is_object()) {
     return std::nullopt;
   }
   auto& object = value.as_object();
@@ -120,7 +126,47 @@ std::optional<Event> DecodeEvent(std::string_view body) {
       payload == nullptr || !payload->is_object()) {
     return std::nullopt;
   }
+  if (const auto* when = object.if_contains("at"); when != nullptr && when->is_int64() && when->as_int64() > 0) {
+    at = when->as_int64();
+  }
   return Event{std::string(id->as_string()), std::string(type->as_string()), std::move(payload->as_object())};
+}
+
+// A message carries one event, or an envelope {"events":[...]} of many: the relay packs the
+// events of one batch and exchange into envelopes, because the broker's cost is per message
+// (routing, persistence in every bound queue), not per byte. Nothing when any part is malformed.
+struct DecodedEvent {
+  Event event;
+  std::optional<std::int64_t> at;
+};
+std::optional<std::vector<DecodedEvent>> DecodeEvents(std::string_view body) {
+  boost::json::error_code ec;
+  auto value = boost::json::parse(body, ec);
+  if (ec || !value.is_object()) {
+    return std::nullopt;
+  }
+  std::vector<DecodedEvent> out;
+  if (auto* events = value.as_object().if_contains("events")) {
+    if (!events->is_array() || events->as_array().empty()) {
+      return std::nullopt;
+    }
+    for (auto& item : events->as_array()) {
+      std::optional<std::int64_t> at;
+      auto event = DecodeOne(item, at);
+      if (!event) {
+        return std::nullopt;
+      }
+      out.push_back({std::move(*event), at});
+    }
+    return out;
+  }
+  std::optional<std::int64_t> at;
+  auto event = DecodeOne(value, at);
+  if (!event) {
+    return std::nullopt;
+  }
+  out.push_back({std::move(*event), at});
+  return out;
 }
 
 std::optional<std::int64_t> PollId(const boost::json::object& payload) {
@@ -171,7 +217,12 @@ class Signals {
     cv_.notify_all();
   }
 
+  // Called for every committed write: only the first call since the relay last looked takes
+  // the lock and wakes it.
   void NotifyOutbox() {
+    if (pending_.exchange(true)) {
+      return;
+    }
     {
       std::lock_guard lock(mutex_);
       outbox_ = true;
@@ -185,6 +236,7 @@ class Signals {
     cv_.wait_until(lock, deadline, [&] { return stopping_.load() || (outbox && outbox_); });
     if (outbox) {
       outbox_ = false;
+      pending_ = false;
     }
     return !stopping_.load();
   }
@@ -193,6 +245,7 @@ class Signals {
   std::mutex mutex_;
   std::condition_variable cv_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> pending_{false};
   bool outbox_ = false;
 };
 
@@ -308,7 +361,10 @@ class PgSession {
         std::max<long long>(2, std::chrono::duration_cast<std::chrono::seconds>(pg.connect_timeout).count());
     return config::PostgresConninfo(pg) + " application_name=vote-outbox-relay connect_timeout=" +
            std::to_string(connect_s) + " options='-c statement_timeout=" +
-           std::to_string(pg.statement_timeout.count()) + "'";
+           std::to_string(pg.statement_timeout.count()) +
+           // A relay commit lost in a crash only means those rows are published again, and
+           // consumers drop duplicates by id: no need to wait for the WAL flush here.
+           " -c synchronous_commit=off'";
   }
 
   static std::string Trim(std::string s) {
@@ -355,6 +411,7 @@ class Relay {
         ConnectBroker();
       }
       bool more = false;
+      bool published_any = false;
       try {
         if (pg_ && now >= next_backlog_) {
           next_backlog_ = now + kBacklogInterval;
@@ -362,6 +419,7 @@ class Relay {
         }
         if (pg_ && broker_ && FanOutReady()) {
           more = PublishBatch();
+          published_any = true;
         }
         if (broker_) {
           broker_->Poll();
@@ -373,6 +431,11 @@ class Relay {
       }
       if (more) {
         continue;
+      }
+      if (published_any) {
+        // Under a steady stream of votes, let a few milliseconds of events gather instead of
+        // paying a transaction and a confirm round per handful of rows.
+        signals_.WaitUntil(Clock::now() + kGatherWindow, false);
       }
       const bool ready = pg_ && broker_;
       auto wake = Clock::now() + (ready ? std::chrono::duration_cast<Clock::duration>(rabbit_.relay_interval)
@@ -448,21 +511,47 @@ class Relay {
       pg_->Exec("COMMIT");
       return false;
     }
-    std::vector<amqp::Confirm> states(static_cast<std::size_t>(n), amqp::Confirm::kPending);
+    // Consecutive rows for one exchange go out as one envelope of up to kEventsPerMessage.
+    struct Message {
+      int first_row;
+      int rows;
+    };
+    std::vector<Message> messages;
+    for (int i = 0; i < n; ++i) {
+      const auto exchange = ExchangeFor(Text(rows.get(), i, 2));
+      if (!messages.empty() && messages.back().rows < kEventsPerMessage &&
+          ExchangeFor(Text(rows.get(), messages.back().first_row, 2)) == exchange) {
+        ++messages.back().rows;
+      } else {
+        messages.push_back({i, 1});
+      }
+    }
+    std::vector<amqp::Confirm> states(messages.size(), amqp::Confirm::kPending);
     std::optional<std::string> broker_error;
     try {
       std::uint64_t first = 0;
-      for (int i = 0; i < n; ++i) {
-        const auto type = Text(rows.get(), i, 2);
-        amqp::Properties props{.message_id = std::string(Text(rows.get(), i, 1)),
+      for (std::size_t m = 0; m < messages.size(); ++m) {
+        const auto [row, count] = messages[m];
+        const auto type = Text(rows.get(), row, 2);
+        amqp::Properties props{.message_id = std::string(Text(rows.get(), row, 1)),
                                .type = std::string(type),
-                               .timestamp = std::strtoll(PQgetvalue(rows.get(), i, 4), nullptr, 10)};
-        const auto body = EncodeEvent(props.message_id, type, Text(rows.get(), i, 3));
+                               .timestamp = std::strtoll(PQgetvalue(rows.get(), row, 4), nullptr, 10)};
+        std::string body = count > 1 ? R"({"events":[)" : "";
+        for (int i = row; i < row + count; ++i) {
+          if (i > row) {
+            body += ',';
+          }
+          body += EncodeEvent(Text(rows.get(), i, 1), Text(rows.get(), i, 2), Text(rows.get(), i, 4),
+                              Text(rows.get(), i, 3));
+        }
+        if (count > 1) {
+          body += "]}";
+        }
         const auto seq = broker_->Publish(std::string(ExchangeFor(type)), props.type, props, body);
-        if (i == 0) {
+        if (m == 0) {
           first = seq;
         }
-        published_.Increment();
+        published_.Increment(count);
       }
       const auto deadline = Clock::now() + kConfirmTimeout;
       bool settled = false;
@@ -483,8 +572,11 @@ class Relay {
     // What the broker confirmed is deleted even when the rest failed: fewer duplicates later.
     std::string ids = "{";
     int acked = 0;
-    for (int i = 0; i < n; ++i) {
-      if (states[static_cast<std::size_t>(i)] == amqp::Confirm::kAck) {
+    for (std::size_t m = 0; m < messages.size(); ++m) {
+      if (states[m] != amqp::Confirm::kAck) {
+        continue;
+      }
+      for (int i = messages[m].first_row; i < messages[m].first_row + messages[m].rows; ++i) {
         if (acked++ > 0) {
           ids += ',';
         }
@@ -583,22 +675,24 @@ class FanOut {
   }
 
   void Handle(const amqp::Delivery& delivery) {
-    auto event = DecodeEvent(delivery.body);
-    if (!event) {
+    auto events = DecodeEvents(delivery.body);
+    if (!events) {
       spdlog::warn("events: dropping an undecodable message ({} bytes, routing key {})", delivery.body.size(),
                    delivery.routing_key);
       broker_->Reject(delivery.tag, false);
       return;
     }
-    if (recent_.Insert(event->id)) {
-      try {
-        on_event_(*event);
-      } catch (const std::exception& e) {
-        spdlog::error("events: handler failed on {} {}: {}", event->type, event->id, e.what());
+    for (auto& [event, at] : *events) {
+      if (!recent_.Insert(event.id)) {
+        spdlog::debug("events: dropping duplicate {} {}", event.type, event.id);
+        continue;
       }
-      metrics_.EventsConsumed(event->type).Increment();
-    } else {
-      spdlog::debug("events: dropping duplicate {} {}", event->type, event->id);
+      try {
+        on_event_(event);
+      } catch (const std::exception& e) {
+        spdlog::error("events: handler failed on {} {}: {}", event.type, event.id, e.what());
+      }
+      metrics_.EventsConsumed(event.type).Increment();
     }
     broker_->Ack(delivery.tag);
   }
@@ -666,10 +760,21 @@ class HotPolls {
     }
   }
 
-  // Throws RedisDown or RedisRefused.
-  void CountVote(std::int64_t poll_id, std::int64_t unix_seconds) {
-    const auto key = BucketKey(unix_seconds / 60);
-    Pipeline({{"ZINCRBY", key, "1", std::to_string(poll_id)}, {"EXPIRE", key, std::to_string(kHotBucketTtlSeconds)}});
+  // Adds votes per (poll, unix minute) in one round trip. Throws RedisDown or RedisRefused.
+  void CountVotes(const std::map<std::pair<std::int64_t, std::int64_t>, int>& votes) {
+    std::vector<std::vector<std::string>> commands;
+    std::set<std::int64_t> minutes;
+    for (const auto& [key, count] : votes) {
+      const auto& [minute, poll_id] = key;
+      commands.push_back({"ZINCRBY", BucketKey(minute), std::to_string(count), std::to_string(poll_id)});
+      minutes.insert(minute);
+    }
+    for (const auto minute : minutes) {
+      commands.push_back({"EXPIRE", BucketKey(minute), std::to_string(kHotBucketTtlSeconds)});
+    }
+    if (!commands.empty()) {
+      Pipeline(commands);
+    }
   }
 
   // Throws RedisDown or RedisRefused.
@@ -830,31 +935,44 @@ class Analytics {
   }
 
   void Process(const amqp::Delivery& delivery) {
-    const auto event = DecodeEvent(delivery.body);
-    const bool vote = event && event->type == "vote.cast";
-    const auto poll_id = vote ? PollId(event->payload) : std::nullopt;
-    if (!event || (vote && !poll_id)) {
+    const auto events = DecodeEvents(delivery.body);
+    bool decodable = events.has_value();
+    if (events) {
+      for (const auto& [event, at] : *events) {
+        decodable = decodable && (event.type != "vote.cast" || PollId(event.payload).has_value());
+      }
+    }
+    if (!decodable) {
       spdlog::warn("events: undecodable message on {} ({} bytes) goes to {}", kAnalyticsQueue, delivery.body.size(),
                    kErrorQueue);
       broker_->Reject(delivery.tag, false);
       return;
     }
-    if (!vote || recent_.Contains(event->id)) {
-      broker_->Ack(delivery.tag);
+    // One Redis round trip per message: votes summed per (minute, poll). A failure retries the
+    // whole message; events are remembered only once counted, so none counts twice.
+    const auto now = UnixNow();
+    std::map<std::pair<std::int64_t, std::int64_t>, int> counts;
+    std::vector<std::string_view> counted;
+    for (const auto& [event, at] : *events) {
+      if (event.type != "vote.cast" || recent_.Contains(event.id)) {
+        continue;
+      }
+      // Counted in the minute the vote was cast (the outbox row's time), not when it arrives.
+      const auto cast_at = std::min(at.value_or(delivery.properties.timestamp.value_or(now)), now);
+      if (cast_at > now - kHotWindowMinutes * 60) {
+        ++counts[{cast_at / 60, *PollId(event.payload)}];
+      }
+      counted.push_back(event.id);
+    }
+    try {
+      hot_.CountVotes(counts);
+    } catch (const RedisRefused& e) {
+      Retry(delivery, e.what());
       return;
     }
-    // Counted in the minute the vote was cast (the outbox row's time), not when it arrives.
-    const auto now = UnixNow();
-    const auto cast_at = std::min(delivery.properties.timestamp.value_or(now), now);
-    if (cast_at > now - kHotWindowMinutes * 60) {
-      try {
-        hot_.CountVote(*poll_id, cast_at);
-      } catch (const RedisRefused& e) {
-        Retry(delivery, e.what());
-        return;
-      }
+    for (const auto id : counted) {
+      recent_.Insert(id);
     }
-    recent_.Insert(event->id);
     broker_->Ack(delivery.tag);
   }
 

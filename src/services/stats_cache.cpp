@@ -7,14 +7,17 @@ namespace {
 
 namespace json = boost::json;
 
-// Sets KEYS[1] to ARGV[1] unless the cached total (the number before '|') is already >= ARGV[2].
+// For each KEYS[i]: sets it to ARGV[2i-1] unless the cached total (the number before '|') is
+// already >= ARGV[2i]. ARGV[#ARGV] is the time to live in milliseconds.
 constexpr const char* kPutIfFresher = R"lua(
-local current = redis.call('GET', KEYS[1])
-if current then
-  local total = tonumber(string.match(current, '^(%d+)|'))
-  if total and total >= tonumber(ARGV[2]) then return 0 end
+local ttl = ARGV[#ARGV]
+for i, key in ipairs(KEYS) do
+  local current = redis.call('GET', key)
+  local total = current and tonumber(string.match(current, '^(%d+)|'))
+  if not total or total < tonumber(ARGV[2 * i]) then
+    redis.call('SET', key, ARGV[2 * i - 1], 'PX', ttl)
+  end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return 1
 )lua";
 
@@ -79,11 +82,21 @@ asio::awaitable<std::optional<domain::Stats>> StatsCache::Get(std::int64_t poll_
 }
 
 asio::awaitable<void> StatsCache::Put(const domain::Stats& stats) {
-  if (!redis_.Connected()) co_return;
+  std::vector<const domain::Stats*> one{&stats};
+  co_await PutMany(one);
+}
+
+asio::awaitable<void> StatsCache::PutMany(const std::vector<const domain::Stats*>& many) {
+  if (many.empty() || !redis_.Connected()) co_return;
+  std::vector<std::string> keys;
+  std::vector<std::string> args;
+  for (const auto* stats : many) {
+    keys.push_back(Key(stats->poll_id));
+    args.push_back(Encode(*stats));
+    args.push_back(std::to_string(stats->Total()));
+  }
+  args.push_back(std::to_string(config_.stats_ttl.count()));
   try {
-    std::vector<std::string> keys{Key(stats.poll_id)};
-    std::vector<std::string> args{Encode(stats), std::to_string(stats.Total()),
-                                  std::to_string(config_.stats_ttl.count())};
     co_await redis_.Eval(kPutIfFresher, std::move(keys), std::move(args));
   } catch (const cache::RedisError& e) {
     spdlog::debug("stats cache write skipped: {}", e.what());

@@ -24,6 +24,8 @@ class StatsCache {
   asio::awaitable<std::optional<domain::Stats>> Get(std::int64_t poll_id);
   // Records fresher counts (after a vote); Redis being down is not an error.
   asio::awaitable<void> Put(const domain::Stats& stats);
+  // Several polls in one round trip (a vote batch touches many).
+  asio::awaitable<void> PutMany(const std::vector<const domain::Stats*>& many);
 
  private:
   storage::Pool& pg_;

@@ -22,7 +22,6 @@ struct VoteService::Pending {
   asio::steady_timer done;  // cancelled when the answer is in
   std::string status;
   int votes_today = 0;
-  std::vector<std::int64_t> counts;
   std::shared_ptr<const domain::Stats> fresh;  // read after the commit; null if that read failed
   std::exception_ptr error;
 };
@@ -33,18 +32,17 @@ int SecondsToUtcMidnight(domain::TimePoint now) {
   return static_cast<int>(std::max<std::int64_t>(1, seconds));
 }
 
-VoteService::VoteService(storage::Pool& pg, StatsCache& stats, FeedService& feed, AnswerListener& listener,
+VoteService::VoteService(storage::Pool& pg, StatsCache& stats, AnswerListener& listener,
                          const config::Config& config, metrics::Metrics& metrics, domain::Clock clock, int shard_base)
     : pg_(pg),
       stats_(stats),
-      feed_(feed),
       listener_(listener),
       config_(config),
       metrics_(metrics),
       clock_(std::move(clock)),
       shard_base_(shard_base),
       // Leave half of the thread's connections to reads.
-      max_in_flight_(std::max(1, pg.Stats().size / 2)),
+      max_in_flight_(std::clamp(config.votes.batches_in_flight, 1, std::max(1, pg.Stats().size - 1))),
       slot_busy_(static_cast<std::size_t>(max_in_flight_), false) {}
 
 int VoteService::SecondsToLimitReset() const { return SecondsToUtcMidnight(clock_()); }
@@ -76,17 +74,18 @@ asio::awaitable<VoteResult> VoteService::Cast(std::int64_t user_id, std::int64_t
     result.option_index = option_index;
     result.votes_remaining_today = std::max(0, config_.votes.daily_limit - pending->votes_today);
     if (pending->fresh) {
+      // The batch already moved the cache forward to these counts.
       result.stats = *pending->fresh;
     } else {
+      // The read after the commit failed: the vote is stored and its voter must hear so; the
+      // counts come from the cache or the database, as for any reader.
+      try {
+        if (auto stats = co_await stats_.Get(poll_id)) result.stats = std::move(*stats);
+      } catch (const std::exception& e) {
+        spdlog::warn("vote {} on poll {}: stats unavailable: {}", user_id, poll_id, e.what());
+      }
       result.stats.poll_id = poll_id;
-      result.stats.votes = std::move(pending->counts);
-      std::vector<std::int64_t> ids{poll_id};
-      auto polls = co_await feed_.Polls(ids);
-      if (!polls.empty()) result.stats.options = polls.front().options;
-      result.stats.options.resize(result.stats.votes.size());
     }
-    // The cache moves forward before this voter is answered, so nobody reads fewer votes.
-    co_await stats_.Put(result.stats);
     co_return result;
   }
   if (status == "poll_not_found") {
@@ -113,12 +112,15 @@ asio::awaitable<void> VoteService::Flush(int slot) {
     const auto take = std::min<std::size_t>(queue_.size(), static_cast<std::size_t>(config_.votes.batch_max));
     batch.assign(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(take));
     queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(take));
-    co_await RunBatch(batch, slot);
+    const bool committed = co_await RunBatch(batch, slot);
+    // The next group can commit while this one reads its counts and answers its voters.
+    auto ex = co_await asio::this_coro::executor;
+    asio::co_spawn(ex, Finish(std::move(batch), committed), asio::detached);
   }
   slot_busy_[static_cast<std::size_t>(slot)] = false;
 }
 
-asio::awaitable<void> VoteService::RunBatch(std::vector<std::shared_ptr<Pending>>& batch, int slot) {
+asio::awaitable<bool> VoteService::RunBatch(std::vector<std::shared_ptr<Pending>>& batch, int slot) {
   // Per-user locks are taken in user order in every batch, so batches cannot deadlock.
   std::stable_sort(batch.begin(), batch.end(), [](const auto& a, const auto& b) { return a->user_id < b->user_id; });
   std::vector<std::int64_t> users;
@@ -130,18 +132,45 @@ asio::awaitable<void> VoteService::RunBatch(std::vector<std::shared_ptr<Pending>
     options.push_back(p->option_index);
   }
   const int shard = (shard_base_ + slot) % config_.votes.counter_shards;
-  auto params = storage::MakeParams(users, polls, options, UtcDay(clock_()), config_.votes.daily_limit, shard);
+  auto cast = storage::MakeParams(users, polls, options, UtcDay(clock_()), config_.votes.daily_limit, shard);
+  // Counts read inside the vote transaction would miss groups committing at the same moment on
+  // other connections (other shards, other instances): two such groups could each cache a total
+  // one short, forever. Read after the commit, the last group to commit sees every vote, and the
+  // cache keeps the highest total, so it ends at the stored counts. Both statements go out in
+  // one round trip (pipeline); the read runs once the votes are committed.
+  std::sort(polls.begin(), polls.end());
+  polls.erase(std::unique(polls.begin(), polls.end()), polls.end());
+  auto read = storage::MakeParams(polls);
+  const std::vector<std::pair<const sql::Statement*, const storage::Params*>> statements{
+      {&sql::kCastVotes, &cast}, {&sql::kPollsStats, &read}};
   metrics_.VoteBatchSize().Observe(static_cast<double>(batch.size()));
 
   std::exception_ptr failure;
   for (int attempt = 0; attempt < 3; ++attempt) {
     try {
-      auto result = co_await pg_.Execute(sql::kCastVotes, params);
+      auto outcomes = co_await pg_.ExecuteEach(statements);
+      if (outcomes[0].error) throw *outcomes[0].error;
+      const auto& result = *outcomes[0].result;
       for (int row = 0; row < result.Rows(); ++row) {
         auto& p = *batch[static_cast<std::size_t>(result.Int(row, 0) - 1)];
         p.status = std::string(result.Text(row, 1));
         p.votes_today = result.IsNull(row, 2) ? 0 : static_cast<int>(result.Int(row, 2));
-        if (!result.IsNull(row, 3)) p.counts = result.IntArray(row, 3);
+      }
+      if (outcomes[1].result) {
+        const auto& counts = *outcomes[1].result;
+        for (int row = 0; row < counts.Rows(); ++row) {
+          auto stats = std::make_shared<domain::Stats>();
+          stats->poll_id = counts.Int(row, 0);
+          stats->options = counts.TextArray(row, 1);
+          stats->votes = counts.IntArray(row, 2);
+          for (auto& p : batch) {
+            if (p->status == "accepted" && p->poll_id == stats->poll_id) p->fresh = stats;
+          }
+        }
+      } else {
+        // The votes are committed and their voters will be answered: Cast() falls back to a
+        // plain stats read.
+        spdlog::warn("vote stats read after commit failed: {}", outcomes[1].error->what());
       }
       failure = nullptr;
       break;
@@ -159,45 +188,28 @@ asio::awaitable<void> VoteService::RunBatch(std::vector<std::shared_ptr<Pending>
     }
   }
 
-  if (!failure) co_await ReadFreshStats(batch);
-  for (const auto& p : batch) {
-    if (!failure && p->status == "accepted") listener_.OnAnswered(p->user_id, p->poll_id);
+  if (failure) {
+    for (auto& p : batch) p->error = failure;
   }
-  for (auto& p : batch) {
-    if (failure) p->error = failure;
-    p->done.cancel();
-  }
+  co_return !failure;
 }
 
-asio::awaitable<void> VoteService::ReadFreshStats(std::vector<std::shared_ptr<Pending>>& batch) {
-  // The counts cast_votes() reads inside its transaction miss batches committing at the same
-  // moment on other connections (other shards, other instances): two such batches could each
-  // cache a total one short, forever. Read after the commit, the last batch to commit sees every
-  // vote, and the cache keeps the highest total, so it ends at the stored counts.
-  std::vector<std::int64_t> ids;
-  for (const auto& p : batch) {
-    if (p->status == "accepted" && std::find(ids.begin(), ids.end(), p->poll_id) == ids.end()) {
-      ids.push_back(p->poll_id);
-    }
-  }
-  if (ids.empty()) co_return;
-  auto params = storage::MakeParams(ids);
-  try {
-    auto result = co_await pg_.Execute(sql::kPollsStats, params);
-    for (int row = 0; row < result.Rows(); ++row) {
-      auto stats = std::make_shared<domain::Stats>();
-      stats->poll_id = result.Int(row, 0);
-      stats->options = result.TextArray(row, 1);
-      stats->votes = result.IntArray(row, 2);
-      for (auto& p : batch) {
-        if (p->status == "accepted" && p->poll_id == stats->poll_id) p->fresh = stats;
+asio::awaitable<void> VoteService::Finish(std::vector<std::shared_ptr<Pending>> batch, bool committed) {
+  if (committed) {
+    // The cache moves forward before any voter of the group is answered: nobody reads fewer
+    // votes than a vote already answered 200. One round trip for all polls of the group.
+    std::vector<const domain::Stats*> fresh;
+    for (const auto& p : batch) {
+      if (p->fresh && std::find(fresh.begin(), fresh.end(), p->fresh.get()) == fresh.end()) {
+        fresh.push_back(p->fresh.get());
       }
     }
-  } catch (const std::exception& e) {
-    // The votes are committed and their voters must be answered: they fall back to the counts
-    // read in the transaction.
-    spdlog::warn("vote stats read after commit failed: {}", e.what());
+    co_await stats_.PutMany(fresh);
+    for (const auto& p : batch) {
+      if (p->status == "accepted") listener_.OnAnswered(p->user_id, p->poll_id);
+    }
   }
+  for (auto& p : batch) p->done.cancel();
 }
 
 asio::awaitable<void> VoteService::Skip(std::int64_t user_id, std::int64_t poll_id) {

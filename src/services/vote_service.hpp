@@ -12,7 +12,6 @@
 #include "domain/clock.hpp"
 #include "domain/poll.hpp"
 #include "metrics/metrics.hpp"
-#include "services/feed_service.hpp"
 #include "services/stats_cache.hpp"
 #include "storage/pg.hpp"
 
@@ -37,7 +36,7 @@ struct AnswerListener {
 // exact answer: cast_votes() applies the rules vote by vote inside the transaction.
 class VoteService {
  public:
-  VoteService(storage::Pool& pg, StatsCache& stats, FeedService& feed, AnswerListener& listener,
+  VoteService(storage::Pool& pg, StatsCache& stats, AnswerListener& listener,
               const config::Config& config, metrics::Metrics& metrics, domain::Clock clock, int shard_base);
 
   // Throws ApiError: 404 poll_not_found, 400 invalid_option, 409 already_voted,
@@ -51,12 +50,13 @@ class VoteService {
  private:
   struct Pending;
   asio::awaitable<void> Flush(int slot);
-  asio::awaitable<void> RunBatch(std::vector<std::shared_ptr<Pending>>& batch, int slot);
-  asio::awaitable<void> ReadFreshStats(std::vector<std::shared_ptr<Pending>>& batch);
+  // Runs one group through cast_votes(); false when it failed (every voter then has the error).
+  asio::awaitable<bool> RunBatch(std::vector<std::shared_ptr<Pending>>& batch, int slot);
+  // Reads the committed counts, moves the stats cache forward, then answers the group.
+  asio::awaitable<void> Finish(std::vector<std::shared_ptr<Pending>> batch, bool committed);
 
   storage::Pool& pg_;
   StatsCache& stats_;
-  FeedService& feed_;
   AnswerListener& listener_;
   const config::Config& config_;
   metrics::Metrics& metrics_;

@@ -217,18 +217,70 @@ asio::awaitable<Result> Connection::ExecuteSimple(std::string_view sql) {
 
 asio::awaitable<Result> Connection::Execute(const sql::Statement& statement, const Params& params) {
   if (!Healthy()) co_await Connect();
-  if (!prepared_.contains(statement.name)) {
-    if (PQsendPrepare(conn_, statement.name, statement.text, 0, nullptr) == 0) ThrowConnectionError("prepare");
-    co_await Flush();
-    co_await ReadResult();
-    prepared_.insert(statement.name);
-  }
+  co_await Prepare(statement);
   const auto values = params.Pointers();
   if (PQsendQueryPrepared(conn_, statement.name, params.Size(), values.data(), nullptr, nullptr, 0) == 0) {
     ThrowConnectionError("send");
   }
   co_await Flush();
   co_return co_await ReadResult();
+}
+
+asio::awaitable<void> Connection::Prepare(const sql::Statement& statement) {
+  if (prepared_.contains(statement.name)) co_return;
+  if (PQsendPrepare(conn_, statement.name, statement.text, 0, nullptr) == 0) ThrowConnectionError("prepare");
+  co_await Flush();
+  co_await ReadResult();
+  prepared_.insert(statement.name);
+}
+
+asio::awaitable<std::vector<PipelineOutcome>> Connection::ExecuteEach(
+    const std::vector<std::pair<const sql::Statement*, const Params*>>& statements) {
+  if (!Healthy()) co_await Connect();
+  for (const auto& [statement, params] : statements) co_await Prepare(*statement);
+  if (PQenterPipelineMode(conn_) == 0) ThrowConnectionError("pipeline mode");
+  for (const auto& [statement, params] : statements) {
+    const auto values = params->Pointers();
+    if (PQsendQueryPrepared(conn_, statement->name, params->Size(), values.data(), nullptr, nullptr, 0) == 0 ||
+        PQpipelineSync(conn_) == 0) {
+      ThrowConnectionError("send");
+    }
+  }
+  co_await Flush();
+  // Per statement: its result, the NULL that ends it, then the PIPELINE_SYNC that ends its
+  // transaction. A failed statement does not abort the next one: each has its own sync.
+  std::vector<PipelineOutcome> outcomes(statements.size());
+  std::size_t index = 0;
+  bool seen_result = false;
+  while (index < statements.size()) {
+    while (PQisBusy(conn_) != 0) {
+      co_await Wait(false);
+      if (PQconsumeInput(conn_) == 0) ThrowConnectionError("receive");
+    }
+    PGresult* res = PQgetResult(conn_);
+    if (res == nullptr) continue;  // end of one statement's results
+    const auto status = PQresultStatus(res);
+    if (status == PGRES_PIPELINE_SYNC) {
+      PQclear(res);
+      ++index;
+      seen_result = false;
+      continue;
+    }
+    auto& outcome = outcomes[index];
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+      if (!seen_result) outcome.result.emplace(res);
+      else PQclear(res);
+    } else {
+      if (!outcome.error && status != PGRES_PIPELINE_ABORTED) {
+        const char* state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        outcome.error.emplace(state != nullptr ? state : "XX000", PQresultErrorMessage(res));
+      }
+      PQclear(res);
+    }
+    seen_result = true;
+  }
+  if (PQexitPipelineMode(conn_) == 0) ThrowConnectionError("pipeline mode");
+  co_return outcomes;
 }
 
 Pool::Lease::~Lease() {
@@ -302,6 +354,17 @@ asio::awaitable<Result> Pool::Execute(const sql::Statement& statement, const Par
     co_return co_await lease->Execute(statement, params);
   } catch (const PgError& e) {
     if (e.IsConnectionLost()) lease.Discard();
+    throw;
+  }
+}
+
+asio::awaitable<std::vector<PipelineOutcome>> Pool::ExecuteEach(
+    const std::vector<std::pair<const sql::Statement*, const Params*>>& statements) {
+  auto lease = co_await Acquire();
+  try {
+    co_return co_await lease->ExecuteEach(statements);
+  } catch (const PgError&) {
+    lease.Discard();
     throw;
   }
 }

@@ -96,6 +96,12 @@ Params MakeParams(const Args&... args) {
   return p;
 }
 
+// The outcome of one statement sent in a pipeline: its result or its error.
+struct PipelineOutcome {
+  std::optional<Result> result;
+  std::optional<PgError> error;
+};
+
 // One libpq connection driven by the non-blocking API on an Asio executor.
 class Connection {
  public:
@@ -107,11 +113,16 @@ class Connection {
   asio::awaitable<void> Connect();
   // Runs a named statement, preparing it on first use on this connection.
   asio::awaitable<Result> Execute(const sql::Statement& statement, const Params& params);
+  // Sends several statements in one round trip (libpq pipeline mode), each in a transaction
+  // of its own that commits before the next one starts. Throws only for a lost connection.
+  asio::awaitable<std::vector<PipelineOutcome>> ExecuteEach(
+      const std::vector<std::pair<const sql::Statement*, const Params*>>& statements);
   // Runs plain SQL text without parameters (transaction control, SET).
   asio::awaitable<Result> ExecuteSimple(std::string_view sql);
   bool Healthy() const;
 
  private:
+  asio::awaitable<void> Prepare(const sql::Statement& statement);
   asio::awaitable<void> Flush();
   asio::awaitable<Result> ReadResult();
   asio::awaitable<void> Wait(bool write);
@@ -157,6 +168,9 @@ class Pool {
   Pool(asio::any_io_executor ex, std::string conninfo, int size, std::chrono::milliseconds connect_timeout);
 
   asio::awaitable<Lease> Acquire();
+  // ExecuteEach on a leased connection.
+  asio::awaitable<std::vector<PipelineOutcome>> ExecuteEach(
+      const std::vector<std::pair<const sql::Statement*, const Params*>>& statements);
   // Acquire, execute, release; a broken connection is discarded and the error rethrown.
   asio::awaitable<Result> Execute(const sql::Statement& statement, const Params& params);
   PoolStats Stats() const;
