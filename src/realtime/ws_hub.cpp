@@ -27,8 +27,10 @@ using tcp = asio::ip::tcp;
 using Message = std::shared_ptr<const std::string>;
 
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
-// Votes on one poll within a tick become one `stats` push: a few per second at most.
-constexpr std::chrono::milliseconds kCoalesce{150};
+// At most one `stats` push per poll per window: five a second at most.
+constexpr std::chrono::milliseconds kCoalesce{200};
+// A poll whose lookup is still running is looked at again this soon.
+constexpr std::chrono::milliseconds kRetryFetch{10};
 // Stats lookups in flight per thread; further dirty polls wait for a later tick.
 constexpr std::size_t kMaxFetches = 32;
 // Messages waiting for one client; a client this far behind is dropped instead of buffered.
@@ -113,6 +115,7 @@ struct WsHub::Impl {
   std::unordered_set<std::shared_ptr<Connection>> connections;
   std::unordered_map<std::int64_t, std::unordered_set<Connection*>> subscribers;
   std::unordered_set<std::int64_t> dirty;     // polls whose counts changed since their last push
+  std::unordered_map<std::int64_t, std::chrono::steady_clock::time_point> last_push;
   std::unordered_set<std::int64_t> fetching;  // polls whose stats are being looked up
   bool ticking = false;
   bool stopping = false;
@@ -182,25 +185,38 @@ asio::awaitable<void> WsHub::Impl::Write(std::shared_ptr<Impl> self, std::shared
 }
 
 asio::awaitable<void> WsHub::Impl::Tick(std::shared_ptr<Impl> self) {
+  // Leading edge: a poll not pushed within kCoalesce is pushed at once; votes arriving after
+  // that wait for the end of its window and ride together in one push.
   while (!self->dirty.empty() && !self->stopping) {
-    self->tick.expires_after(kCoalesce);
-    auto [ec] = co_await self->tick.async_wait(kUseTuple);
-    if (ec) break;
+    const auto now = std::chrono::steady_clock::now();
+    auto next = std::chrono::steady_clock::time_point::max();
     for (auto it = self->dirty.begin(); it != self->dirty.end();) {
       const auto poll_id = *it;
       if (!self->subscribers.contains(poll_id)) {
+        self->last_push.erase(poll_id);
         it = self->dirty.erase(it);
         continue;
       }
+      auto last = self->last_push.find(poll_id);
+      const auto due = last == self->last_push.end() ? now : last->second + kCoalesce;
       // One lookup per poll at a time keeps pushes in order; the poll stays dirty meanwhile.
-      if (self->fetching.contains(poll_id) || self->fetching.size() >= kMaxFetches) {
+      if (due > now || self->fetching.contains(poll_id) || self->fetching.size() >= kMaxFetches) {
+        next = std::min(next, std::max(due, now + kRetryFetch));
         ++it;
         continue;
       }
       it = self->dirty.erase(it);
+      self->last_push[poll_id] = now;
       self->fetching.insert(poll_id);
       asio::co_spawn(self->ioc, Refresh(self, poll_id), LogFailure("websocket stats refresh"));
     }
+    if (self->last_push.size() > 2 * self->subscribers.size() + 1024) {
+      std::erase_if(self->last_push, [&](const auto& entry) { return !self->subscribers.contains(entry.first); });
+    }
+    if (self->dirty.empty()) break;
+    self->tick.expires_at(next);
+    auto [ec] = co_await self->tick.async_wait(kUseTuple);
+    if (ec) break;
   }
   self->ticking = false;
 }
