@@ -682,7 +682,11 @@ class FanOut {
       broker_->Reject(delivery.tag, false);
       return;
     }
+    const auto now = UnixNow();
     for (auto& [event, at] : *events) {
+      if (at) {
+        metrics_.ConsumerLag().Set(static_cast<double>(std::max<std::int64_t>(0, now - *at)));
+      }
       if (!recent_.Insert(event.id)) {
         spdlog::debug("events: dropping duplicate {} {}", event.type, event.id);
         continue;

@@ -63,6 +63,7 @@ Metrics::Metrics()
       outbox_backlog_(BuildGauge().Name("vote_outbox_backlog").Help("Outbox events not yet confirmed by the broker").Register(*registry_).Add({})),
       outbox_oldest_age_(BuildGauge().Name("vote_outbox_oldest_age_seconds").Help("Age of the oldest unpublished outbox event").Register(*registry_).Add({})),
       events_consumed_(BuildCounter().Name("vote_events_consumed_total").Help("Events consumed by type").Register(*registry_)),
+      consumer_lag_(BuildGauge().Name("vote_events_consumer_lag_seconds").Help("Seconds from an event's commit to its arrival at this instance (last event seen)").Register(*registry_).Add({})),
       ws_connections_(BuildGauge().Name("vote_websocket_connections").Help("Open WebSocket connections").Register(*registry_).Add({})),
       ws_messages_(BuildCounter().Name("vote_websocket_messages_total").Help("WebSocket messages by direction").Register(*registry_)),
       feed_index_polls_(BuildGauge().Name("vote_feed_index_polls").Help("Polls in this instance's feed index").Register(*registry_).Add({})),

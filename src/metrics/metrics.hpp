@@ -41,6 +41,8 @@ class Metrics {
   prometheus::Gauge& OutboxBacklog() { return outbox_backlog_; }
   prometheus::Gauge& OutboxOldestAge() { return outbox_oldest_age_; }
   prometheus::Counter& EventsConsumed(const std::string& type) { return events_consumed_.Add({{"type", type}}); }
+  // Seconds between an event's commit and its arrival at this instance's fan-out consumer.
+  prometheus::Gauge& ConsumerLag() { return consumer_lag_; }
   prometheus::Gauge& WebSocketConnections() { return ws_connections_; }
   prometheus::Counter& WebSocketMessages(const std::string& direction) {
     return ws_messages_.Add({{"direction", direction}});
@@ -68,6 +70,7 @@ class Metrics {
   prometheus::Gauge& outbox_backlog_;
   prometheus::Gauge& outbox_oldest_age_;
   prometheus::Family<prometheus::Counter>& events_consumed_;
+  prometheus::Gauge& consumer_lag_;
   prometheus::Gauge& ws_connections_;
   prometheus::Family<prometheus::Counter>& ws_messages_;
   prometheus::Gauge& feed_index_polls_;
