@@ -10,6 +10,7 @@
 
 #include <fstream>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "api/routes.hpp"
@@ -54,6 +55,8 @@ struct App::Shared : services::AnswerListener, services::PollCreatedListener {
                domain::SystemClock()),
         hasher(c.auth),
         limiter_fallback(domain::SystemClock()),
+        // Counter shards start at a random place per instance, so instances spread over them.
+        votes(c.votes.batches_in_flight, static_cast<int>(std::random_device{}() % 1024)),
         feed(c.feed),
         bus(c, metrics) {}
 
@@ -71,6 +74,7 @@ struct App::Shared : services::AnswerListener, services::PollCreatedListener {
   domain::TokenCodec tokens;
   services::PasswordHasher hasher;
   services::LocalRateLimiter limiter_fallback;
+  services::VoteQueue votes;
   services::FeedState feed;
   events::EventBus bus;
   std::atomic<bool> stopping{false};
@@ -88,8 +92,7 @@ struct App::Worker : api::Readiness {
         feed(pg, s.feed, s.config.feed, s.metrics, s.config.jwt.secret_key),
         stats(pg, redis, s.config.redis, s.metrics),
         polls(pg, feed, stats, redis, s, s.metrics),
-        votes(pg, stats, s, s.config, s.metrics, domain::SystemClock(),
-              index * std::max(1, s.config.postgres.max_connections / threads / 2)),
+        votes(pg, stats, s, s.votes, s.config, s.metrics, domain::SystemClock()),
         auth(pg, s.hasher, s.tokens, s.config, s.metrics, domain::SystemClock()),
         idempotency(pg, s.config.votes),
         limiter(redis, s.limiter_fallback, s.config.ratelimit, s.metrics, domain::SystemClock()),

@@ -90,7 +90,7 @@ struct VotesConfig {
   int daily_limit = 100;
   int counter_shards = 16;
   int batch_max = 64;
-  int batches_in_flight = 1;  // per event-loop thread; fewer means larger groups per commit
+  int batches_in_flight = 1;  // per instance; fewer means larger groups per commit
   Duration idempotency_ttl{std::chrono::hours(24)};
 };
 

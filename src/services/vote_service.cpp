@@ -2,6 +2,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -14,12 +15,13 @@
 
 namespace vote::services {
 
-struct VoteService::Pending {
-  explicit Pending(asio::any_io_executor ex) : done(ex, asio::steady_timer::time_point::max()) {}
+struct PendingVote {
+  explicit PendingVote(asio::any_io_executor ex) : executor(ex), done(ex, asio::steady_timer::time_point::max()) {}
+  asio::any_io_executor executor;  // the requester's event loop
   std::int64_t user_id = 0;
   std::int64_t poll_id = 0;
   int option_index = 0;
-  asio::steady_timer done;  // cancelled when the answer is in
+  asio::steady_timer done;  // cancelled (on `executor`) when the answer is in
   std::string status;
   int votes_today = 0;
   std::shared_ptr<const domain::Stats> fresh;  // read after the commit; null if that read failed
@@ -32,18 +34,15 @@ int SecondsToUtcMidnight(domain::TimePoint now) {
   return static_cast<int>(std::max<std::int64_t>(1, seconds));
 }
 
-VoteService::VoteService(storage::Pool& pg, StatsCache& stats, AnswerListener& listener,
-                         const config::Config& config, metrics::Metrics& metrics, domain::Clock clock, int shard_base)
+VoteService::VoteService(storage::Pool& pg, StatsCache& stats, AnswerListener& listener, VoteQueue& queue,
+                         const config::Config& config, metrics::Metrics& metrics, domain::Clock clock)
     : pg_(pg),
       stats_(stats),
       listener_(listener),
       config_(config),
       metrics_(metrics),
-      clock_(std::move(clock)),
-      shard_base_(shard_base),
-      // Leave half of the thread's connections to reads.
-      max_in_flight_(std::clamp(config.votes.batches_in_flight, 1, std::max(1, pg.Stats().size - 1))),
-      slot_busy_(static_cast<std::size_t>(max_in_flight_), false) {}
+      queue_(queue),
+      clock_(std::move(clock)) {}
 
 int VoteService::SecondsToLimitReset() const { return SecondsToUtcMidnight(clock_()); }
 
@@ -53,15 +52,21 @@ asio::awaitable<VoteResult> VoteService::Cast(std::int64_t user_id, std::int64_t
   pending->user_id = user_id;
   pending->poll_id = poll_id;
   pending->option_index = option_index;
-  queue_.push_back(pending);
-  // Start a flusher when a slot is free; otherwise the running ones pick this vote up next.
-  for (int slot = 0; slot < max_in_flight_; ++slot) {
-    if (!slot_busy_[static_cast<std::size_t>(slot)]) {
-      slot_busy_[static_cast<std::size_t>(slot)] = true;
-      asio::co_spawn(ex, Flush(slot), asio::detached);
-      break;
+  // Start a flusher on this thread when a slot is free; otherwise a running one, on any thread,
+  // picks this vote up with its next group.
+  int slot = -1;
+  {
+    std::lock_guard lock(queue_.mutex_);
+    queue_.pending_.push_back(pending);
+    for (std::size_t s = 0; s < queue_.busy_.size(); ++s) {
+      if (!queue_.busy_[s]) {
+        queue_.busy_[s] = true;
+        slot = static_cast<int>(s);
+        break;
+      }
     }
   }
+  if (slot >= 0) asio::co_spawn(ex, Flush(slot), asio::detached);
   boost::system::error_code ec;
   co_await pending->done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   if (pending->error) std::rethrow_exception(pending->error);
@@ -107,17 +112,24 @@ asio::awaitable<VoteResult> VoteService::Cast(std::int64_t user_id, std::int64_t
 }
 
 asio::awaitable<void> VoteService::Flush(int slot) {
-  while (!queue_.empty()) {
+  for (;;) {
     std::vector<std::shared_ptr<Pending>> batch;
-    const auto take = std::min<std::size_t>(queue_.size(), static_cast<std::size_t>(config_.votes.batch_max));
-    batch.assign(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(take));
-    queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(take));
+    {
+      std::lock_guard lock(queue_.mutex_);
+      if (queue_.pending_.empty()) {
+        queue_.busy_[static_cast<std::size_t>(slot)] = false;
+        co_return;
+      }
+      const auto take =
+          std::min<std::size_t>(queue_.pending_.size(), static_cast<std::size_t>(config_.votes.batch_max));
+      batch.assign(queue_.pending_.begin(), queue_.pending_.begin() + static_cast<std::ptrdiff_t>(take));
+      queue_.pending_.erase(queue_.pending_.begin(), queue_.pending_.begin() + static_cast<std::ptrdiff_t>(take));
+    }
     const bool committed = co_await RunBatch(batch, slot);
-    // The next group can commit while this one reads its counts and answers its voters.
+    // The next group can commit while this one moves the stats cache and answers its voters.
     auto ex = co_await asio::this_coro::executor;
     asio::co_spawn(ex, Finish(std::move(batch), committed), asio::detached);
   }
-  slot_busy_[static_cast<std::size_t>(slot)] = false;
 }
 
 asio::awaitable<bool> VoteService::RunBatch(std::vector<std::shared_ptr<Pending>>& batch, int slot) {
@@ -131,7 +143,7 @@ asio::awaitable<bool> VoteService::RunBatch(std::vector<std::shared_ptr<Pending>
     polls.push_back(p->poll_id);
     options.push_back(p->option_index);
   }
-  const int shard = (shard_base_ + slot) % config_.votes.counter_shards;
+  const int shard = (queue_.shard_base_ + slot) % config_.votes.counter_shards;
   auto cast = storage::MakeParams(users, polls, options, UtcDay(clock_()), config_.votes.daily_limit, shard);
   // Counts read inside the vote transaction would miss groups committing at the same moment on
   // other connections (other shards, other instances): two such groups could each cache a total
@@ -209,7 +221,10 @@ asio::awaitable<void> VoteService::Finish(std::vector<std::shared_ptr<Pending>> 
       if (p->status == "accepted") listener_.OnAnswered(p->user_id, p->poll_id);
     }
   }
-  for (auto& p : batch) p->done.cancel();
+  // Each voter is woken on its own event loop (a timer is not safe to touch from another).
+  for (auto& p : batch) {
+    asio::post(p->executor, [p] { p->done.cancel(); });
+  }
 }
 
 asio::awaitable<void> VoteService::Skip(std::int64_t user_id, std::int64_t poll_id) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <optional>
 
 #include "config/config.hpp"
@@ -31,13 +32,30 @@ struct AnswerListener {
   virtual void OnAnswered(std::int64_t user_id, std::int64_t poll_id) = 0;
 };
 
-// Votes and skips. Concurrent votes on one event-loop thread are grouped into one transaction
-// (one round trip, one durable commit for the whole group) while each request still gets its own
-// exact answer: cast_votes() applies the rules vote by vote inside the transaction.
+struct PendingVote;
+
+// Votes waiting to be written, shared by every event-loop thread of the process: whichever
+// thread holds a free slot writes the next group, so groups stay large however many threads
+// take requests. Thread-safe.
+class VoteQueue {
+ public:
+  VoteQueue(int slots, int shard_base) : busy_(static_cast<std::size_t>(std::max(1, slots)), false), shard_base_(shard_base) {}
+
+ private:
+  friend class VoteService;
+  std::mutex mutex_;
+  std::deque<std::shared_ptr<PendingVote>> pending_;
+  std::vector<bool> busy_;
+  int shard_base_;
+};
+
+// Votes and skips. Concurrent votes are grouped into one transaction (one round trip, one
+// durable commit for the whole group) while each request still gets its own exact answer:
+// cast_votes() applies the rules vote by vote inside the transaction.
 class VoteService {
  public:
-  VoteService(storage::Pool& pg, StatsCache& stats, AnswerListener& listener,
-              const config::Config& config, metrics::Metrics& metrics, domain::Clock clock, int shard_base);
+  VoteService(storage::Pool& pg, StatsCache& stats, AnswerListener& listener, VoteQueue& queue,
+              const config::Config& config, metrics::Metrics& metrics, domain::Clock clock);
 
   // Throws ApiError: 404 poll_not_found, 400 invalid_option, 409 already_voted,
   // 429 daily_vote_limit_reached (with Retry-After).
@@ -48,7 +66,7 @@ class VoteService {
   int SecondsToLimitReset() const;
 
  private:
-  struct Pending;
+  using Pending = PendingVote;
   asio::awaitable<void> Flush(int slot);
   // Runs one group through cast_votes(); false when it failed (every voter then has the error).
   asio::awaitable<bool> RunBatch(std::vector<std::shared_ptr<Pending>>& batch, int slot);
@@ -60,11 +78,8 @@ class VoteService {
   AnswerListener& listener_;
   const config::Config& config_;
   metrics::Metrics& metrics_;
+  VoteQueue& queue_;
   domain::Clock clock_;
-  int shard_base_;
-  int max_in_flight_;
-  std::deque<std::shared_ptr<Pending>> queue_;
-  std::vector<bool> slot_busy_;
 };
 
 // Seconds from `now` to the next UTC midnight (at least 1).
