@@ -122,8 +122,10 @@ class Server:
             self.log.close()
         return self.proc.returncode if self.proc else None
 
-    def request(self, method, path, body=None, token=None, headers=None, raw=None, timeout=30):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+    def request(self, method, path, body=None, token=None, headers=None, raw=None, timeout=30, source=None):
+        """`source`: a loopback address to send from (each is another client address)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout,
+                                          source_address=(source, 0) if source else None)
         try:
             h = {}
             if token:
@@ -166,22 +168,34 @@ def parallel(fn, items, workers=32):
         return list(pool.map(fn, items))
 
 
-@pytest.fixture(scope="session")
-def database():
-    name = f"vote_it_{os.getpid()}"
+def create_database(name):
+    """Creates an empty database `name` (dropping a leftover one) and migrates it with `vote migrate up`."""
     admin = psycopg2.connect(dbname="postgres", **PG)
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
         cur.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
     env = dict(os.environ, VOTE_POSTGRES_DBNAME=name)
     subprocess.run([BIN, "migrate", "up", "--config", os.path.join(ROOT, "config", "config.yaml")],
                    cwd=ROOT, env=env, check=True, capture_output=True)
-    redis_lib.Redis(port=REDIS_PORT, db=REDIS_DB).flushdb()
-    yield name
+
+
+def drop_database(name):
+    admin = psycopg2.connect(dbname="postgres", **PG)
+    admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()
+
+
+@pytest.fixture(scope="session")
+def database():
+    name = f"vote_it_{os.getpid()}"
+    create_database(name)
+    redis_lib.Redis(port=REDIS_PORT, db=REDIS_DB).flushdb()
+    yield name
+    drop_database(name)
 
 
 @pytest.fixture(scope="session")
@@ -341,14 +355,7 @@ class Isolated:
 @pytest.fixture(scope="session")
 def isolated():
     name = f"vote_it_iso_{os.getpid()}"
-    admin = psycopg2.connect(dbname="postgres", **PG)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    env = dict(os.environ, VOTE_POSTGRES_DBNAME=name)
-    subprocess.run([BIN, "migrate", "up", "--config", os.path.join(ROOT, "config", "config.yaml")],
-                   cwd=ROOT, env=env, check=True, capture_output=True)
+    create_database(name)
     rabbitmqctl("add_vhost", name)
     rabbitmqctl("set_permissions", "-p", name, RABBITMQ_USER, ".*", ".*", ".*")
     redis_db = None
@@ -371,9 +378,7 @@ def isolated():
     except redis_lib.RedisError:
         pass
     rabbitmqctl("delete_vhost", name, check=False)
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    drop_database(name)
 
 
 @pytest.fixture

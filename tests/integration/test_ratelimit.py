@@ -24,20 +24,8 @@ IP_LIMITS = {"VOTE_RATELIMIT_IP_PER_SECOND": str(IP_LIMIT), "VOTE_RATELIMIT_IP_W
 
 
 def request(s, method, path, body=None, token=None, headers=None, source="127.0.0.1"):
-    """Like Server.request, but from a chosen loopback source address (each is a client address)."""
-    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30, source_address=(source, 0))
-    try:
-        h = {"Authorization": f"Bearer {token}"} if token else {}
-        raw = None
-        if body is not None:
-            raw = json.dumps(body).encode()
-            h["Content-Type"] = "application/json"
-        h.update(headers or {})
-        conn.request(method, path, body=raw, headers=h)
-        resp = conn.getresponse()
-        return Response(resp.status, resp.getheaders(), resp.read().decode("utf-8", "replace"))
-    finally:
-        conn.close()
+    """Server.request from a chosen loopback source address (each is a client address)."""
+    return s.request(method, path, body, token=token, headers=headers, source=source)
 
 
 def fresh_source():
