@@ -3,15 +3,13 @@ address, shared by all instances through Redis, with local limits while Redis is
 
 Servers use the `isolated` Redis database: rate:user:<id> keys of other test sessions (same ids,
 other databases) would otherwise eat these users' budgets. The Redis outage test runs last."""
-import http.client
-import json
 import random
 import time
 import uuid
 
 import pytest
 
-from conftest import Response, parallel, start_redis, stop_redis, wait_until
+from conftest import parallel, start_redis, stop_redis, wait_until
 
 LIMIT = 10
 WINDOW = 3  # seconds

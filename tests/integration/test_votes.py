@@ -2,7 +2,6 @@
 import datetime
 import random
 import threading
-import time
 import uuid
 
 import pytest
