@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "events/amqp.hpp"
+#include "sql/queries.hpp"
 
 namespace vote::events {
 
@@ -76,18 +77,6 @@ constexpr QueueSpec kQueues[] = {
     {"system.metrics", kSystemExchange, kSystemTtlMs, false},
     {"system.alerts", kSystemExchange, kSystemTtlMs, false},
 };
-
-// The relay's statements, run over its own blocking connection (not the pool's prepared
-// sql::k* statements).
-constexpr const char* kLockBatch =
-    "SELECT id, event_id::text, type, payload::text, floor(extract(epoch FROM created_at))::bigint "
-    "FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED";
-constexpr const char* kDeletePublished = "DELETE FROM outbox WHERE id = ANY($1::bigint[])";
-// The count stops at a million so that a huge backlog does not make the metric expensive;
-// the oldest row is found through the primary key (ids grow with time).
-constexpr const char* kBacklog =
-    "SELECT (SELECT count(*) FROM (SELECT 1 FROM outbox LIMIT 1000000) AS capped), "
-    "coalesce((SELECT extract(epoch FROM now() - created_at) FROM outbox ORDER BY id LIMIT 1), 0)";
 
 std::string_view ExchangeFor(std::string_view type) {
   if (type == "poll.skipped" || type.starts_with("vote.")) {
@@ -497,7 +486,7 @@ class Relay {
   }
 
   void UpdateBacklog() {
-    const auto r = pg_->Exec(kBacklog);
+    const auto r = pg_->Exec(sql::kOutboxBacklog.text);
     metrics_.OutboxBacklog().Set(std::strtod(PQgetvalue(r.get(), 0, 0), nullptr));
     metrics_.OutboxOldestAge().Set(std::strtod(PQgetvalue(r.get(), 0, 1), nullptr));
   }
@@ -505,7 +494,7 @@ class Relay {
   // One batch in one transaction. True when it was full, so more rows are probably waiting.
   bool PublishBatch() {
     pg_->Exec("BEGIN");
-    const auto rows = pg_->Exec(kLockBatch, {std::to_string(batch_)});
+    const auto rows = pg_->Exec(sql::kLockOutboxBatch.text, {std::to_string(batch_)});
     const int n = PQntuples(rows.get());
     if (n == 0) {
       pg_->Exec("COMMIT");
@@ -585,7 +574,7 @@ class Relay {
     }
     ids += '}';
     if (acked > 0) {
-      pg_->Exec(kDeletePublished, {ids});
+      pg_->Exec(sql::kDeletePublished.text, {ids});
     }
     pg_->Exec("COMMIT");
     confirmed_.Increment(acked);
