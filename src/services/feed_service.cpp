@@ -34,6 +34,12 @@
 // mutex each, never held while taking another lock. No lock is held across co_await.
 #include "services/feed_service.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -284,10 +290,8 @@ asio::awaitable<std::vector<std::int64_t>> FeedService::IndexIds(const FeedQuery
   for (int round = 1;; ++round) {
     ids = impl.Pick(*user, query.tag, before, skip, count);
     if (ids.empty()) break;
-    auto params = storage::MakeParams(query.user_id, ids);
-    auto answered = co_await pg_.Execute(sql::kAnsweredAmong, params);
-    if (answered.Rows() == 0) break;
-    const auto hits = Ids(answered);
+    const auto hits = co_await AnsweredAmong(query.user_id, ids);
+    if (hits.empty()) break;
     user->Add(hits);
     if (round == kMaxPickRounds) {
       // Still racing the user's answers: leave the answered ones out rather than loop on.
@@ -298,6 +302,69 @@ asio::awaitable<std::vector<std::int64_t>> FeedService::IndexIds(const FeedQuery
   }
   if (check_offset) ids.erase(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(std::min(offset, ids.size())));
   co_return ids;
+}
+
+struct FeedService::Check {
+  explicit Check(asio::any_io_executor ex) : done(ex, asio::steady_timer::time_point::max()) {}
+  std::int64_t user_id = 0;
+  std::vector<std::int64_t> ids;
+  std::vector<std::int64_t> hits;
+  std::exception_ptr error;
+  asio::steady_timer done;  // cancelled when the group's answer is in
+};
+
+asio::awaitable<std::vector<std::int64_t>> FeedService::AnsweredAmong(std::int64_t user_id,
+                                                                      const std::vector<std::int64_t>& ids) {
+  auto ex = co_await asio::this_coro::executor;
+  auto check = std::make_shared<Check>(ex);
+  check->user_id = user_id;
+  check->ids = ids;
+  checks_.push_back(check);
+  if (!checking_) {
+    checking_ = true;
+    asio::co_spawn(ex, RunChecks(), asio::detached);
+  }
+  boost::system::error_code ec;
+  co_await check->done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  if (check->error) std::rethrow_exception(check->error);
+  co_return std::move(check->hits);
+}
+
+asio::awaitable<void> FeedService::RunChecks() {
+  // Feed checks that arrive while one query runs wait and then go together in one: one
+  // statement instead of one per request. Each query starts after every check it carries
+  // arrived, so it sees every vote answered before those requests: still exact.
+  constexpr std::size_t kMaxGroup = 256;
+  while (!checks_.empty()) {
+    const auto take = std::min(checks_.size(), kMaxGroup);
+    std::vector<std::shared_ptr<Check>> group(checks_.begin(), checks_.begin() + static_cast<std::ptrdiff_t>(take));
+    checks_.erase(checks_.begin(), checks_.begin() + static_cast<std::ptrdiff_t>(take));
+    std::vector<std::int64_t> users;
+    std::vector<std::int64_t> polls;
+    for (const auto& check : group) {
+      for (const auto id : check->ids) {
+        users.push_back(check->user_id);
+        polls.push_back(id);
+      }
+    }
+    try {
+      auto params = storage::MakeParams(users, polls);
+      auto result = co_await pg_.Execute(sql::kAnsweredAmongMany, params);
+      std::unordered_map<std::int64_t, std::unordered_set<std::int64_t>> answered;
+      for (int row = 0; row < result.Rows(); ++row) answered[result.Int(row, 0)].insert(result.Int(row, 1));
+      for (auto& check : group) {
+        const auto it = answered.find(check->user_id);
+        if (it == answered.end()) continue;
+        for (const auto id : check->ids) {
+          if (it->second.contains(id)) check->hits.push_back(id);
+        }
+      }
+    } catch (const std::exception&) {
+      for (auto& check : group) check->error = std::current_exception();
+    }
+    for (auto& check : group) check->done.cancel();
+  }
+  checking_ = false;
 }
 
 asio::awaitable<std::vector<std::int64_t>> FeedService::SqlIds(const FeedQuery& query,

@@ -3,6 +3,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -57,10 +58,18 @@ class FeedService {
   asio::awaitable<std::vector<std::int64_t>> SqlIds(const FeedQuery& query, std::optional<std::int64_t> before,
                                                     std::size_t offset);
 
+  // Which of `ids` the user has voted on or skipped, according to the database. Checks that
+  // arrive while one is running are grouped into one query (see RunChecks).
+  asio::awaitable<std::vector<std::int64_t>> AnsweredAmong(std::int64_t user_id, const std::vector<std::int64_t>& ids);
+  asio::awaitable<void> RunChecks();
+
+  struct Check;
   storage::Pool& pg_;
   FeedState& state_;
   metrics::Metrics& metrics_;
   domain::CursorCodec cursor_codec_;  // keyed by cursor_key; the key itself is not kept
+  std::deque<std::shared_ptr<Check>> checks_;
+  bool checking_ = false;
 };
 
 // Process-wide feed state. The app creates one and hands it to every FeedService; events and
