@@ -121,12 +121,22 @@ awaitable<Response> CreatePoll(Request& req, Services& s) {
 awaitable<Response> Feed(Request& req, Services& s) {
   const auto query = ParseFeedQuery(req);
   const auto page = co_await s.feed.Page(query);
-  json::array polls;
-  // Feed polls are unanswered by definition: myVote is null and there are no stats yet.
-  for (const auto& poll : page.polls) polls.push_back(domain::ToJson(poll, std::nullopt, nullptr));
-  json::object body{{"polls", std::move(polls)},
-                    {"nextCursor", page.next_cursor ? json::value(*page.next_cursor) : json::value(nullptr)}};
-  co_return http::JsonResponse(http::Status::ok, body);
+  // Feed polls are unanswered by definition (myVote null, no stats yet), so each one's JSON is
+  // the same for everyone and was serialized once when it was cached.
+  std::string body = R"({"polls":[)";
+  for (std::size_t i = 0; i < page.polls.size(); ++i) {
+    if (i > 0) body += ',';
+    const auto& poll = page.polls[i];
+    body += poll.feed_json ? *poll.feed_json : http::SerializeJson(domain::ToJson(poll, std::nullopt, nullptr));
+  }
+  body += R"(],"nextCursor":)";
+  body += page.next_cursor ? json::serialize(json::string(*page.next_cursor)) : std::string("null");
+  body += '}';
+  Response response{http::Status::ok, 11};
+  response.set(http::beast_http::field::content_type, "application/json");
+  response.body() = std::move(body);
+  response.prepare_payload();
+  co_return response;
 }
 
 awaitable<Response> HotPolls(Request& req, Services& s) {

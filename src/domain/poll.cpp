@@ -111,6 +111,11 @@ NewPoll ValidateNewPoll(const json::object& body) {
   return poll;
 }
 
+Poll WithFeedJson(Poll poll) {
+  poll.feed_json = std::make_shared<const std::string>(http::SerializeJson(ToJson(poll, std::nullopt, nullptr)));
+  return poll;
+}
+
 json::object ToJson(const Poll& poll) {
   json::array options(poll.options.begin(), poll.options.end());
   json::array tags(poll.tags.begin(), poll.tags.end());

@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,7 +20,13 @@ struct Poll {
   std::vector<std::string> tags;
   std::int64_t creator_id = 0;
   std::string created_at;  // RFC 3339, UTC
+  // The poll as a feed shows it (unanswered: myVote null, no stats), serialized once: polls
+  // never change, and the feed sends the same few polls to everyone. Null until WithFeedJson.
+  std::shared_ptr<const std::string> feed_json;
 };
+
+// The poll with feed_json filled in.
+Poll WithFeedJson(Poll poll);
 
 struct NewPoll {
   std::string title;

@@ -217,7 +217,7 @@ FeedState::~FeedState() = default;
 
 void FeedState::AddPoll(const domain::Poll& poll) {
   AddPollIndex(poll.id, poll.tags);
-  impl_->StorePoll(std::make_shared<const domain::Poll>(poll));
+  impl_->StorePoll(std::make_shared<const domain::Poll>(domain::WithFeedJson(poll)));
 }
 
 void FeedState::AddPollIndex(std::int64_t id, const std::vector<std::string>& tags) {
@@ -402,9 +402,9 @@ asio::awaitable<std::vector<domain::Poll>> FeedService::Polls(const std::vector<
     auto params = storage::MakeParams(missing);
     auto result = co_await pg_.Execute(sql::kFindPolls, params);
     for (int row = 0; row < result.Rows(); ++row) {
-      auto poll = std::make_shared<const domain::Poll>(
+      auto poll = std::make_shared<const domain::Poll>(domain::WithFeedJson(
           domain::Poll{result.Int(row, 0), std::string(result.Text(row, 1)), result.TextArray(row, 2),
-                       result.TextArray(row, 3), result.Int(row, 4), std::string(result.Text(row, 5))});
+                       result.TextArray(row, 3), result.Int(row, 4), std::string(result.Text(row, 5)), nullptr}));
       found.emplace(poll->id, poll);
       impl.StorePoll(std::move(poll));
     }

@@ -12,7 +12,7 @@ asio::awaitable<domain::Poll> PollService::Create(std::int64_t creator_id, domai
   auto params = storage::MakeParams(poll.title, poll.options, poll.tags, creator_id);
   auto result = co_await pg_.Execute(sql::kInsertPoll, params);
   domain::Poll created{result.Int(0, 0),       std::string(result.Text(0, 1)), result.TextArray(0, 2),
-                       result.TextArray(0, 3), result.Int(0, 4),               std::string(result.Text(0, 5))};
+                       result.TextArray(0, 3), result.Int(0, 4),               std::string(result.Text(0, 5)), nullptr};
   metrics_.PollCreated().Increment();
   listener_.OnPollCreated(created);
   co_return created;
