@@ -82,7 +82,7 @@ struct App::Shared : services::AnswerListener, services::PollCreatedListener {
 
 // Everything one event-loop thread owns.
 struct App::Worker : api::Readiness {
-  Worker(Shared& s, int index, int threads)
+  Worker(Shared& s, int threads)
       : shared(s),
         pg(ioc.get_executor(),
            config::PostgresConninfo(s.config.postgres) + " options='-c statement_timeout=" +
@@ -231,7 +231,7 @@ int App::Run() {
   if (mode_ == Mode::kWorker) return RunWorkerOnly();
 
   const int threads = ThreadCount(config_);
-  for (int i = 0; i < threads; ++i) workers_.push_back(std::make_unique<Worker>(*shared_, i, threads));
+  for (int i = 0; i < threads; ++i) workers_.push_back(std::make_unique<Worker>(*shared_, threads));
 
   // Listen on every thread; the first bind picks the port when 0 was asked for.
   auto address = asio::ip::make_address(config_.server.host);
