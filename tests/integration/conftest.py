@@ -4,6 +4,7 @@ import atexit
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket as socket_lib
@@ -235,6 +236,15 @@ def make_server(database):
     yield make
     for s in started:
         s.stop()
+
+
+@pytest.fixture(scope="module")
+def distinct_poll_ids(db):
+    """Redis (poll:stats:{id}) is shared with test sessions running against other databases, whose
+    poll ids also start at 1; starting ours at a random offset keeps their cached stats out of ours."""
+    last = db("SELECT coalesce(max(id), 0) FROM polls")[0][0]
+    if last < 1_000_000:
+        db("SELECT setval(pg_get_serial_sequence('polls', 'id'), %s)", random.randrange(1, 2000) * 1_000_000)
 
 
 @pytest.fixture

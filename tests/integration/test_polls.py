@@ -1,6 +1,5 @@
 """Polls: creation rules, reading one poll, its statistics, and what the caller did with it."""
 import json
-import random
 import re
 
 import pytest
@@ -10,13 +9,8 @@ from conftest import parallel
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def distinct_poll_ids(db):
-    """Redis (poll:stats:{id}) is shared with test sessions running against other databases, whose
-    poll ids also start at 1; starting ours at a random offset keeps their cached stats out of ours."""
-    last = db("SELECT coalesce(max(id), 0) FROM polls")[0][0]
-    if last < 1_000_000:
-        db("SELECT setval(pg_get_serial_sequence('polls', 'id'), %s)", random.randrange(1, 2000) * 1_000_000)
+# Poll ids start at a random offset in these modules (see conftest.distinct_poll_ids).
+pytestmark = pytest.mark.usefixtures("distinct_poll_ids")
 
 
 def poll_body(**overrides):

@@ -9,13 +9,8 @@ import pytest
 from conftest import parallel
 
 
-@pytest.fixture(scope="module", autouse=True)
-def distinct_poll_ids(db):
-    """Redis (poll:stats:{id}) is shared with test sessions running against other databases, whose
-    poll ids also start at 1; starting ours at a random offset keeps their cached stats out of ours."""
-    last = db("SELECT coalesce(max(id), 0) FROM polls")[0][0]
-    if last < 1_000_000:
-        db("SELECT setval(pg_get_serial_sequence('polls', 'id'), %s)", random.randrange(1, 2000) * 1_000_000)
+# Poll ids start at a random offset in these modules (see conftest.distinct_poll_ids).
+pytestmark = pytest.mark.usefixtures("distinct_poll_ids")
 
 
 def vote(server, token, poll_id, option=0, headers=None, body=None):
