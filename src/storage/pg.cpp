@@ -205,16 +205,6 @@ asio::awaitable<Result> Connection::ReadResult() {
   co_return std::move(*first);
 }
 
-asio::awaitable<Result> Connection::ExecuteSimple(std::string_view sql) {
-  if (!Healthy()) co_await Connect();
-  const std::string text(sql);
-  if (PQsendQueryParams(conn_, text.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) == 0) {
-    ThrowConnectionError("send");
-  }
-  co_await Flush();
-  co_return co_await ReadResult();
-}
-
 asio::awaitable<Result> Connection::Execute(const sql::Statement& statement, const Params& params) {
   if (!Healthy()) co_await Connect();
   co_await Prepare(statement);
@@ -331,7 +321,7 @@ void Pool::Release(std::unique_ptr<Connection> conn, bool discard) {
     if (!waiters_.empty()) {
       auto waiter = std::move(waiters_.front());
       waiters_.pop_front();
-      waiter->slot = true;  // keeps open_ as is: the waiter reconnects
+      // open_ stays as is: the woken waiter, finding no connection, opens one in its place.
       waiter->timer.cancel();
     } else {
       --open_;

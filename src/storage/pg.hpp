@@ -48,10 +48,6 @@ class Result {
   }
   std::int64_t Int(int row, int col) const;
   bool Bool(int row, int col) const { return Text(row, col) == "t"; }
-  std::optional<std::int64_t> OptInt(int row, int col) const {
-    if (IsNull(row, col)) return std::nullopt;
-    return Int(row, col);
-  }
   // A PostgreSQL text[] or bigint[] in text form.
   std::vector<std::string> TextArray(int row, int col) const;
   std::vector<std::int64_t> IntArray(int row, int col) const;
@@ -117,8 +113,6 @@ class Connection {
   // of its own that commits before the next one starts. Throws only for a lost connection.
   asio::awaitable<std::vector<PipelineOutcome>> ExecuteEach(
       const std::vector<std::pair<const sql::Statement*, const Params*>>& statements);
-  // Runs plain SQL text without parameters (transaction control, SET).
-  asio::awaitable<Result> ExecuteSimple(std::string_view sql);
   bool Healthy() const;
 
  private:
@@ -182,7 +176,6 @@ class Pool {
     explicit Waiter(asio::any_io_executor ex) : timer(ex, asio::steady_timer::time_point::max()) {}
     asio::steady_timer timer;
     std::unique_ptr<Connection> conn;
-    bool slot = false;  // allowed to open a new connection
   };
 
   asio::any_io_executor ex_;
@@ -193,31 +186,5 @@ class Pool {
   std::vector<std::unique_ptr<Connection>> idle_;
   std::deque<std::shared_ptr<Waiter>> waiters_;
 };
-
-// Runs `body` inside BEGIN/COMMIT on one leased connection; ROLLBACK on any exception.
-template <typename Body>
-asio::awaitable<void> InTransaction(Pool& pool, Body body) {
-  auto lease = co_await pool.Acquire();
-  co_await lease->ExecuteSimple("BEGIN");
-  std::exception_ptr failure;
-  try {
-    co_await body(*lease);
-    co_await lease->ExecuteSimple("COMMIT");
-  } catch (...) {
-    failure = std::current_exception();
-  }
-  if (failure) {
-    if (lease->Healthy()) {
-      try {
-        co_await lease->ExecuteSimple("ROLLBACK");
-      } catch (const PgError&) {
-        lease.Discard();
-      }
-    } else {
-      lease.Discard();
-    }
-    std::rethrow_exception(failure);
-  }
-}
 
 }  // namespace vote::storage
