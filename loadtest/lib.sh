@@ -150,13 +150,18 @@ start_server() {
   die "the server did not answer /healthz within 180 s: $(tail -20 "$log")"
 }
 
+# stop_pid SIGNAL PID TENTHS: sends SIGNAL, waits up to TENTHS tenths of a second, then kills.
+stop_pid() {
+  kill "-$1" "$2" 2>/dev/null || true
+  for _ in $(seq 1 "$3"); do kill -0 "$2" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$2" 2>/dev/null && kill -KILL "$2" 2>/dev/null
+  wait "$2" 2>/dev/null || true
+  forget_pid "$2"
+}
+
 stop_server() {
   [ -n "$SERVER_PID" ] || return 0
-  kill -TERM "$SERVER_PID" 2>/dev/null || true
-  for _ in $(seq 1 150); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$SERVER_PID" 2>/dev/null && kill -KILL "$SERVER_PID" 2>/dev/null
-  wait "$SERVER_PID" 2>/dev/null || true
-  forget_pid "$SERVER_PID"
+  stop_pid TERM "$SERVER_PID" 150
   SERVER_PID=""
   SERVER_PORT=""
 }
@@ -207,11 +212,7 @@ EOF
 
 stop_nginx() {
   [ -n "$NGINX_PID" ] || return 0
-  kill -QUIT "$NGINX_PID" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$NGINX_PID" 2>/dev/null && kill -KILL "$NGINX_PID" 2>/dev/null
-  wait "$NGINX_PID" 2>/dev/null || true
-  forget_pid "$NGINX_PID"
+  stop_pid QUIT "$NGINX_PID" 100
   NGINX_PID=""
 }
 

@@ -134,27 +134,26 @@ std::optional<std::vector<DecodedEvent>> DecodeEvents(std::string_view body) {
   if (ec || !value.is_object()) {
     return std::nullopt;
   }
-  std::vector<DecodedEvent> out;
+  // A single event is read as an envelope of one.
+  boost::json::array single;
+  auto* items = &single;
   if (auto* events = value.as_object().if_contains("events")) {
     if (!events->is_array() || events->as_array().empty()) {
       return std::nullopt;
     }
-    for (auto& item : events->as_array()) {
-      std::optional<std::int64_t> at;
-      auto event = DecodeOne(item, at);
-      if (!event) {
-        return std::nullopt;
-      }
-      out.push_back({std::move(*event), at});
+    items = &events->as_array();
+  } else {
+    single.push_back(std::move(value));
+  }
+  std::vector<DecodedEvent> out;
+  for (auto& item : *items) {
+    std::optional<std::int64_t> at;
+    auto event = DecodeOne(item, at);
+    if (!event) {
+      return std::nullopt;
     }
-    return out;
+    out.push_back({std::move(*event), at});
   }
-  std::optional<std::int64_t> at;
-  auto event = DecodeOne(value, at);
-  if (!event) {
-    return std::nullopt;
-  }
-  out.push_back({std::move(*event), at});
   return out;
 }
 
