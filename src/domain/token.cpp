@@ -41,6 +41,14 @@ IssuedToken TokenCodec::Issue(std::int64_t user_id) const {
 }
 
 std::optional<std::int64_t> TokenCodec::Verify(const std::string& token) const {
+  const auto claims = VerifyClaims(token);
+  if (!claims) return std::nullopt;
+  return claims->user_id;
+}
+
+bool TokenCodec::Expired(std::int64_t expires) const { return expires <= Seconds(clock_()); }
+
+std::optional<TokenCodec::Verified> TokenCodec::VerifyClaims(const std::string& token) const {
   if (token.empty() || token.size() > 4096) return std::nullopt;
   jwt_t* raw = nullptr;
   // Passing the key makes libjwt verify the signature; the algorithm is checked below.
@@ -55,14 +63,26 @@ std::optional<std::int64_t> TokenCodec::Verify(const std::string& token) const {
   if (issuer == nullptr || issuer_ != issuer) return std::nullopt;
   errno = 0;
   const long exp = jwt_get_grant_int(jwt.get(), "exp");
-  if (errno != 0 || exp <= Seconds(clock_())) return std::nullopt;
+  if (errno != 0 || Expired(exp)) return std::nullopt;
   const char* subject = jwt_get_grant(jwt.get(), "sub");
   if (subject == nullptr) return std::nullopt;
   std::int64_t user_id = 0;
   const std::string_view sub(subject);
   const auto [ptr, ec] = std::from_chars(sub.data(), sub.data() + sub.size(), user_id);
   if (ec != std::errc{} || ptr != sub.data() + sub.size() || user_id <= 0) return std::nullopt;
-  return user_id;
+  return Verified{user_id, exp};
+}
+
+std::optional<std::int64_t> VerifiedTokens::Verify(const std::string& token) {
+  if (const auto* known = cache_.Get(token)) {
+    if (!codec_.Expired(known->expires)) return known->user_id;
+    cache_.Erase(token);
+    return std::nullopt;
+  }
+  const auto claims = codec_.VerifyClaims(token);
+  if (!claims) return std::nullopt;
+  cache_.Put(token, *claims);
+  return claims->user_id;
 }
 
 }  // namespace vote::domain

@@ -27,7 +27,7 @@ class Pipeline {
   boost::asio::awaitable<Response> Dispatch(Request& request, std::optional<services::RateDecision>& rate);
 
   const Router& router_;
-  const domain::TokenCodec& tokens_;
+  domain::VerifiedTokens tokens_;  // this thread's verified tokens
   services::RateLimiter& limiter_;
   metrics::Metrics& metrics_;
   const config::Config& config_;

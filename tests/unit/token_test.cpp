@@ -75,5 +75,45 @@ TEST(TokenCodecTest, TruncatedOrGarbageTokensAreRefused) {
   EXPECT_FALSE(codec.Verify(std::string(10000, 'a')).has_value());
 }
 
+TEST(VerifiedTokensTest, RemembersAValidTokenUntilItExpires) {
+  FakeClock clock;
+  TokenCodec codec("secret-key", 60s, "vote", clock.Get());
+  VerifiedTokens tokens(codec, 2);
+  const auto issued = codec.Issue(9);
+  EXPECT_EQ(tokens.Verify(issued.token), std::optional<std::int64_t>(9));
+  clock.now += 59s;
+  EXPECT_EQ(tokens.Verify(issued.token), std::optional<std::int64_t>(9));
+  clock.now += 1s;
+  EXPECT_FALSE(tokens.Verify(issued.token).has_value()) << "a remembered token still expires";
+}
+
+TEST(VerifiedTokensTest, RefusesWhatTheCodecRefusesAndOnlyExactTokensHit) {
+  FakeClock clock;
+  TokenCodec codec("secret-key", 60s, "vote", clock.Get());
+  TokenCodec other("other-key", 60s, "vote", clock.Get());
+  VerifiedTokens tokens(codec, 8);
+  const auto good = codec.Issue(5).token;
+  ASSERT_TRUE(tokens.Verify(good).has_value());
+  EXPECT_FALSE(tokens.Verify(other.Issue(5).token).has_value());
+  // The same claims with a changed signature, and a truncated copy: not the remembered token.
+  auto tampered = good;
+  auto& c = tampered[tampered.size() - 5];
+  c = c == 'A' ? 'B' : 'A';
+  EXPECT_FALSE(tokens.Verify(tampered).has_value());
+  EXPECT_FALSE(tokens.Verify(good.substr(0, good.size() - 1)).has_value());
+  EXPECT_FALSE(tokens.Verify("").has_value());
+}
+
+TEST(VerifiedTokensTest, EvictedTokensAreVerifiedAgain) {
+  FakeClock clock;
+  TokenCodec codec("secret-key", 60s, "vote", clock.Get());
+  VerifiedTokens tokens(codec, 1);
+  const auto a = codec.Issue(1).token;
+  const auto b = codec.Issue(2).token;
+  EXPECT_EQ(tokens.Verify(a), std::optional<std::int64_t>(1));
+  EXPECT_EQ(tokens.Verify(b), std::optional<std::int64_t>(2));
+  EXPECT_EQ(tokens.Verify(a), std::optional<std::int64_t>(1));
+}
+
 }  // namespace
 }  // namespace vote::domain
