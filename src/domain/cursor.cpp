@@ -7,13 +7,18 @@
 namespace vote::domain {
 namespace {
 
-constexpr unsigned char kVersion = 1;
+constexpr unsigned char kVersion = 2;
 constexpr std::size_t kPayloadBytes = 1 + 8;  // version, last id
-constexpr std::size_t kTokenBytes = kPayloadBytes + crypto_auth_BYTES;
+// Keyed BLAKE2b with a 128-bit tag: a quarter of HMAC-SHA512's cost on every feed page, and
+// forging a tag still takes ~2^128 guesses, each one a request.
+constexpr std::size_t kMacBytes = crypto_generichash_BYTES_MIN;
+constexpr std::size_t kTokenBytes = kPayloadBytes + kMacBytes;
 constexpr int kVariant = sodium_base64_VARIANT_URLSAFE_NO_PADDING;
 constexpr std::size_t kEncodedChars = sodium_base64_ENCODED_LEN(kTokenBytes, kVariant) - 1;  // without the NUL
 constexpr std::string_view kKeyContext = "vote/feed-cursor/v1";
-static_assert(crypto_auth_KEYBYTES == 32, "CursorCodec::key_ holds a crypto_auth key");
+static_assert(kMacBytes == 16);
+static_assert(crypto_generichash_KEYBYTES_MIN <= 32 && 32 <= crypto_generichash_KEYBYTES_MAX,
+              "CursorCodec::key_ keys crypto_generichash");
 
 using Token = std::array<unsigned char, kTokenBytes>;
 
@@ -57,6 +62,11 @@ CursorCodec::CursorCodec(std::string_view secret) {
                      nullptr, 0);
 }
 
+void CursorCodec::Mac(const std::string& input, unsigned char* out) const {
+  crypto_generichash(out, kMacBytes, reinterpret_cast<const unsigned char*>(input.data()), input.size(), key_.data(),
+                     key_.size());
+}
+
 std::string CursorCodec::Encode(const CursorBinding& binding, std::int64_t last_id) const {
   Token token{};
   token[0] = kVersion;
@@ -65,8 +75,7 @@ std::string CursorCodec::Encode(const CursorBinding& binding, std::int64_t last_
     token[1 + i] = static_cast<unsigned char>((id >> (56 - 8 * i)) & 0xFF);
   }
   const auto input = MacInput(token, binding);
-  crypto_auth(token.data() + kPayloadBytes, reinterpret_cast<const unsigned char*>(input.data()), input.size(),
-              key_.data());
+  Mac(input, token.data() + kPayloadBytes);
   std::string out(kEncodedChars + 1, '\0');
   sodium_bin2base64(out.data(), out.size(), token.data(), token.size(), kVariant);
   out.resize(kEncodedChars);
@@ -85,10 +94,9 @@ std::optional<std::int64_t> CursorCodec::Decode(const CursorBinding& binding, st
     return std::nullopt;
   }
   const auto input = MacInput(token, binding);
-  if (crypto_auth_verify(token.data() + kPayloadBytes, reinterpret_cast<const unsigned char*>(input.data()),
-                         input.size(), key_.data()) != 0) {
-    return std::nullopt;
-  }
+  std::array<unsigned char, kMacBytes> expected{};
+  Mac(input, expected.data());
+  if (sodium_memcmp(expected.data(), token.data() + kPayloadBytes, kMacBytes) != 0) return std::nullopt;
   if (token[0] != kVersion) return std::nullopt;
   std::uint64_t id = 0;
   for (std::size_t i = 0; i < 8; ++i) {

@@ -17,7 +17,7 @@ struct CursorBinding {
   std::optional<std::string> text;
 };
 
-// Opaque, tamper-evident feed cursors: base64url(version | last id | HMAC-SHA512-256), where
+// Opaque, tamper-evident feed cursors: base64url(version | last id | keyed BLAKE2b-128), where
 // the MAC also covers the binding. The position is the last id shown (ids grow with creation,
 // the feed is id-descending), so the next page stays right whatever the caller answers in
 // between.
@@ -31,6 +31,9 @@ class CursorCodec {
   std::optional<std::int64_t> Decode(const CursorBinding& binding, std::string_view cursor) const;
 
  private:
+  // The 16-byte MAC of `input` under key_, written to `out`.
+  void Mac(const std::string& input, unsigned char* out) const;
+
   std::array<unsigned char, 32> key_{};
 };
 
