@@ -68,16 +68,41 @@ Metrics::Metrics()
       ws_messages_(BuildCounter().Name("vote_websocket_messages_total").Help("WebSocket messages by direction").Register(*registry_)),
       feed_index_polls_(BuildGauge().Name("vote_feed_index_polls").Help("Polls in this instance's feed index").Register(*registry_).Add({})),
       feed_cached_users_(BuildGauge().Name("vote_feed_cached_users").Help("Answered-poll sets held in memory").Register(*registry_).Add({})),
+      feed_checks_(BuildCounter().Name("vote_feed_checks_total").Help("Feed checks against the database (one per pick of a page): current (answered set exact) or behind (ids checked)").Register(*registry_)),
+      feed_check_current_(feed_checks_.Add({{"result", "current"}})),
+      feed_check_behind_(feed_checks_.Add({{"result", "behind"}})),
       start_time_(BuildGauge().Name("process_start_time_seconds").Help("Start time of the process since the Unix epoch").Register(*registry_).Add({})) {
+  for (std::size_t i = 0; i < caches_.size(); ++i) {
+    static constexpr std::array<std::string_view, 3> kNames{"stats", "answered", "poll"};
+    const std::string name(kNames[i]);
+    caches_[i] = {kNames[i], &cache_.Add({{"cache", name}, {"result", "hit"}}),
+                  &cache_.Add({{"cache", name}, {"result", "miss"}})};
+  }
   start_time_.Set(static_cast<double>(
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()));
 }
 
 void Metrics::ObserveRequest(const std::string& method, const std::string& route, int status, double seconds) {
-  http_requests_.Add({{"method", method}, {"route", route}, {"status", std::to_string(status)}}).Increment();
-  static const prometheus::Histogram::BucketBoundaries kBuckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                               0.05,   0.1,   0.25,   0.5,   1,    2.5};
-  http_duration_.Add({{"route", route}}, kBuckets).Observe(seconds);
+  std::string key = method;
+  key += ' ';
+  key += route;
+  key += ' ';
+  key += std::to_string(status);
+  std::pair<prometheus::Counter*, prometheus::Histogram*> found{};
+  {
+    std::lock_guard lock(requests_mutex_);
+    if (const auto it = requests_.find(key); it != requests_.end()) found = it->second;
+  }
+  if (found.first == nullptr) {
+    static const prometheus::Histogram::BucketBoundaries kBuckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                                 0.05,   0.1,   0.25,   0.5,   1,    2.5};
+    found = {&http_requests_.Add({{"method", method}, {"route", route}, {"status", std::to_string(status)}}),
+             &http_duration_.Add({{"route", route}}, kBuckets)};
+    std::lock_guard lock(requests_mutex_);
+    requests_.emplace(std::move(key), found);
+  }
+  found.first->Increment();
+  found.second->Observe(seconds);
 }
 
 std::string Metrics::Serialize() const {

@@ -6,8 +6,13 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <array>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
 
 namespace vote::metrics {
 
@@ -27,8 +32,11 @@ class Metrics {
   prometheus::Counter& PollCreated() { return polls_created_; }
   prometheus::Counter& Vote(const std::string& outcome) { return votes_.Add({{"outcome", outcome}}); }
   prometheus::Counter& Skip() { return skips_; }
-  prometheus::Counter& Cache(const std::string& cache, bool hit) {
-    return cache_.Add({{"cache", cache}, {"result", hit ? "hit" : "miss"}});
+  prometheus::Counter& Cache(std::string_view cache, bool hit) {
+    for (const auto& known : caches_) {
+      if (known.name == cache) return hit ? *known.hit : *known.miss;
+    }
+    return cache_.Add({{"cache", std::string(cache)}, {"result", hit ? "hit" : "miss"}});
   }
   prometheus::Counter& RateLimited(const std::string& kind) { return rate_limited_.Add({{"kind", kind}}); }
   prometheus::Gauge& RateLimitFallback() { return ratelimit_fallback_; }
@@ -49,6 +57,9 @@ class Metrics {
   }
   prometheus::Gauge& FeedIndexPolls() { return feed_index_polls_; }
   prometheus::Gauge& FeedCachedUsers() { return feed_cached_users_; }
+  // Feed checks against the database (one per pick of a page): "current" (the user's set was
+  // exact, no per-poll probe) or "behind" (the set lagged the stored answers; ids were checked).
+  prometheus::Counter& FeedCheck(bool current) { return current ? feed_check_current_ : feed_check_behind_; }
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -61,6 +72,14 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& votes_;
   prometheus::Counter& skips_;
   prometheus::Family<prometheus::Counter>& cache_;
+  // The caches looked up on every request, resolved once (Family::Add builds and hashes a label
+  // map under a mutex on every call).
+  struct KnownCache {
+    std::string_view name;
+    prometheus::Counter* hit;
+    prometheus::Counter* miss;
+  };
+  std::array<KnownCache, 3> caches_;
   prometheus::Family<prometheus::Counter>& rate_limited_;
   prometheus::Gauge& ratelimit_fallback_;
   prometheus::Family<prometheus::Gauge>& pools_;
@@ -75,7 +94,13 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& ws_messages_;
   prometheus::Gauge& feed_index_polls_;
   prometheus::Gauge& feed_cached_users_;
+  prometheus::Family<prometheus::Counter>& feed_checks_;
+  prometheus::Counter& feed_check_current_;
+  prometheus::Counter& feed_check_behind_;
   prometheus::Gauge& start_time_;
+  // (method, route, status) -> the request counter and duration histogram of that label set.
+  std::mutex requests_mutex_;
+  std::unordered_map<std::string, std::pair<prometheus::Counter*, prometheus::Histogram*>> requests_;
 };
 
 }  // namespace vote::metrics
