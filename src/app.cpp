@@ -60,8 +60,8 @@ struct App::Shared : services::AnswerListener, services::PollCreatedListener {
         feed(c.feed),
         bus(c, metrics) {}
 
-  void OnAnswered(std::int64_t user_id, std::int64_t poll_id) override {
-    feed.MarkAnswered(user_id, poll_id);
+  void OnAnswered(std::int64_t user_id, std::int64_t poll_id, std::int64_t seq) override {
+    feed.MarkAnswered(user_id, poll_id, seq);
     bus.NotifyOutbox();
   }
   void OnPollCreated(const domain::Poll& poll) override {
@@ -268,7 +268,10 @@ int App::Run() {
                                ? event.payload.at("userId").as_int64()
                                : 0;
       if (event.type == "vote.cast" || event.type == "poll.skipped") {
-        if (user_id > 0 && poll_id > 0) shared_->feed.MarkAnswered(user_id, poll_id);
+        const auto* seq = event.payload.if_contains("seq");
+        if (user_id > 0 && poll_id > 0) {
+          shared_->feed.MarkAnswered(user_id, poll_id, seq != nullptr && seq->is_int64() ? seq->as_int64() : 0);
+        }
         if (event.type == "vote.cast") {
           for (auto& w : workers_) w->QueueVote(poll_id);
         }

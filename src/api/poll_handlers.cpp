@@ -126,7 +126,7 @@ awaitable<Response> Feed(Request& req, Services& s) {
   std::string body = R"({"polls":[)";
   for (std::size_t i = 0; i < page.polls.size(); ++i) {
     if (i > 0) body += ',';
-    const auto& poll = page.polls[i];
+    const auto& poll = *page.polls[i];
     body += poll.feed_json ? *poll.feed_json : http::SerializeJson(domain::ToJson(poll, std::nullopt, nullptr));
   }
   body += R"(],"nextCursor":)";

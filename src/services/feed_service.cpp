@@ -52,6 +52,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "domain/answered_set.hpp"
 #include "domain/feed_index.hpp"
 #include "http/errors.hpp"
 
@@ -64,6 +65,9 @@ constexpr int kMaxLimit = 50;
 constexpr std::size_t kMaxCheckedOffset = 1000;
 // Picks per page; each one after the first follows a hit in the database check.
 constexpr int kMaxPickRounds = 3;
+// A user's set that lags the stored answer sequence this long (events from other instances
+// late or lost) is loaded again; until then every page is checked id by id.
+constexpr std::chrono::milliseconds kReloadAfter{1000};
 // Catch-up re-reads this many ids below the highest one it has seen: a poll whose transaction
 // committed after a higher id's is still picked up.
 constexpr std::int64_t kRefreshMargin = 1000;
@@ -84,18 +88,18 @@ std::vector<std::int64_t> Ids(const storage::Result& result) {
   return ids;
 }
 
-// One user's answered polls. `loaded` turns true once the database's set has been merged in;
-// before that the entry only collects answers that arrive while the load runs.
+// One user's answered polls (domain::AnsweredSet). `loaded` turns true once the database's set
+// has been merged in; before that the entry only collects answers that arrive while the load
+// runs. `reload` asks the next page to load it again (its events are late or lost).
 struct UserAnswered {
   std::mutex mutex;
-  Roaring answered;
+  domain::AnsweredSet set;
   std::atomic<bool> loaded{false};
+  std::atomic<bool> reload{false};
 
-  void Add(const std::vector<std::int64_t>& poll_ids) {
+  void Add(std::int64_t poll_id, std::int64_t seq) {
     std::lock_guard lock(mutex);
-    for (const auto id : poll_ids) {
-      if (domain::Indexable(id)) answered.add(static_cast<std::uint32_t>(id));
-    }
+    set.Add(poll_id, seq);
   }
 };
 
@@ -105,22 +109,16 @@ struct IndexedPoll {
 };
 
 asio::awaitable<void> LoadAnswered(storage::Pool& pg, std::int64_t user_id, UserAnswered& user) {
+  user.reload = false;
   auto params = storage::MakeParams(user_id);
   auto result = co_await pg.Execute(sql::kAnsweredPolls, params);
-  std::vector<std::uint32_t> ids;
-  ids.reserve(static_cast<std::size_t>(result.Rows()));
-  for (int row = 0; row < result.Rows(); ++row) {
-    const auto id = result.Int(row, 0);
-    if (domain::Indexable(id)) ids.push_back(static_cast<std::uint32_t>(id));
-  }
+  const auto seq = result.Int(0, 0);
+  auto ids = result.IntArray(0, 1);
   std::sort(ids.begin(), ids.end());
-  Roaring loaded;
-  loaded.addMany(ids.size(), ids.data());
-  loaded.runOptimize();
   {
     // Concurrent loads of one user merge: each holds everything committed before it started.
     std::lock_guard lock(user.mutex);
-    user.answered |= loaded;
+    user.set.Load(ids, seq);
     user.loaded = true;
   }
 }
@@ -159,13 +157,15 @@ struct FeedState::Impl {
     std::shared_lock lock(index_mutex);
     return index.Candidates(std::nullopt)->contains(static_cast<std::uint32_t>(poll_id));
   }
-  std::vector<std::int64_t> Pick(UserAnswered& user, const std::optional<std::string>& tag,
-                                 std::optional<std::int64_t> before, std::size_t skip, std::size_t count) const {
+  // The unseen ids, and how far the user's set was complete when they were picked.
+  std::pair<std::vector<std::int64_t>, std::int64_t> Pick(UserAnswered& user, const std::optional<std::string>& tag,
+                                                          std::optional<std::int64_t> before, std::size_t skip,
+                                                          std::size_t count) const {
     std::shared_lock index_lock(index_mutex);
     const Roaring* candidates = index.Candidates(tag);
-    if (candidates == nullptr) return {};
     std::lock_guard user_lock(user.mutex);
-    return domain::PickUnseen(*candidates, user.answered, before, skip, count);
+    if (candidates == nullptr) return {{}, user.set.CompleteThrough()};
+    return {domain::PickUnseen(*candidates, user.set.Polls(), before, skip, count), user.set.CompleteThrough()};
   }
 
   // Users. A miss inserts an entry that is not loaded yet, so answers arriving during the
@@ -186,12 +186,14 @@ struct FeedState::Impl {
   }
 
   // Poll details.
-  void FindPolls(const std::vector<std::int64_t>& ids,
-                 std::unordered_map<std::int64_t, std::shared_ptr<const domain::Poll>>& found) {
+  // The cached polls, one per id (null where not cached).
+  std::vector<PollPtr> FindPolls(const std::vector<std::int64_t>& ids) {
+    std::vector<PollPtr> found(ids.size());
     std::lock_guard lock(polls_mutex);
-    for (const auto id : ids) {
-      if (auto* poll = polls.Get(id)) found.emplace(id, *poll);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      if (auto* poll = polls.Get(ids[i])) found[i] = *poll;
     }
+    return found;
   }
   void StorePoll(std::shared_ptr<const domain::Poll> poll) {
     const auto id = poll->id;
@@ -224,9 +226,9 @@ void FeedState::AddPollIndex(std::int64_t id, const std::vector<std::string>& ta
   impl_->AddToIndex({IndexedPoll{id, tags}});
 }
 
-void FeedState::MarkAnswered(std::int64_t user_id, std::int64_t poll_id) {
+void FeedState::MarkAnswered(std::int64_t user_id, std::int64_t poll_id, std::int64_t seq) {
   // A user not in memory is loaded from the database, answer included, when next needed.
-  if (auto user = impl_->CachedUser(user_id)) user->Add({poll_id});
+  if (auto user = impl_->CachedUser(user_id)) user->Add(poll_id, seq);
 }
 
 // The cache sizes in `config` belong to FeedState; the service itself has no settings.
@@ -277,7 +279,7 @@ asio::awaitable<std::vector<std::int64_t>> FeedService::IndexIds(const FeedQuery
   const auto user = impl.User(query.user_id);
   const bool hit = user->loaded.load();
   metrics_.Cache("answered", hit).Increment();
-  if (!hit) {
+  if (!hit || user->reload.load()) {
     metrics_.FeedCachedUsers().Set(static_cast<double>(impl.CachedUsers()));
     co_await LoadAnswered(pg_, query.user_id, *user);
   }
@@ -288,14 +290,22 @@ asio::awaitable<std::vector<std::int64_t>> FeedService::IndexIds(const FeedQuery
   const std::size_t count = check_offset ? offset + want : want;
   std::vector<std::int64_t> ids;
   for (int round = 1;; ++round) {
-    ids = impl.Pick(*user, query.tag, before, skip, count);
+    auto picked = impl.Pick(*user, query.tag, before, skip, count);
+    ids = std::move(picked.first);
     if (ids.empty()) break;
-    const auto hits = co_await AnsweredAmong(query.user_id, ids);
-    if (hits.empty()) break;
-    user->Add(hits);
+    const auto check = co_await AnsweredAmong(query.user_id, picked.second, ids);
+    metrics_.FeedCheck(check.stored_seq == picked.second).Increment();
+    {
+      std::lock_guard lock(user->mutex);
+      user->set.AddPolls(check.hits);
+      if (user->set.Observe(check.stored_seq, picked.second, std::chrono::steady_clock::now(), kReloadAfter)) {
+        user->reload = true;
+      }
+    }
+    if (check.hits.empty()) break;
     if (round == kMaxPickRounds) {
       // Still racing the user's answers: leave the answered ones out rather than loop on.
-      const std::unordered_set<std::int64_t> drop(hits.begin(), hits.end());
+      const std::unordered_set<std::int64_t> drop(check.hits.begin(), check.hits.end());
       std::erase_if(ids, [&drop](std::int64_t id) { return drop.contains(id); });
       break;
     }
@@ -307,17 +317,19 @@ asio::awaitable<std::vector<std::int64_t>> FeedService::IndexIds(const FeedQuery
 struct FeedService::Check {
   explicit Check(asio::any_io_executor ex) : done(ex, asio::steady_timer::time_point::max()) {}
   std::int64_t user_id = 0;
+  std::int64_t known_seq = 0;
   std::vector<std::int64_t> ids;
-  std::vector<std::int64_t> hits;
+  CheckResult result;
   std::exception_ptr error;
   asio::steady_timer done;  // cancelled when the group's answer is in
 };
 
-asio::awaitable<std::vector<std::int64_t>> FeedService::AnsweredAmong(std::int64_t user_id,
-                                                                      const std::vector<std::int64_t>& ids) {
+asio::awaitable<FeedService::CheckResult> FeedService::AnsweredAmong(std::int64_t user_id, std::int64_t known_seq,
+                                                                     const std::vector<std::int64_t>& ids) {
   auto ex = co_await asio::this_coro::executor;
   auto check = std::make_shared<Check>(ex);
   check->user_id = user_id;
+  check->known_seq = known_seq;
   check->ids = ids;
   checks_.push_back(check);
   if (!checking_) {
@@ -327,37 +339,39 @@ asio::awaitable<std::vector<std::int64_t>> FeedService::AnsweredAmong(std::int64
   boost::system::error_code ec;
   co_await check->done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   if (check->error) std::rethrow_exception(check->error);
-  co_return std::move(check->hits);
+  co_return std::move(check->result);
 }
 
 asio::awaitable<void> FeedService::RunChecks() {
   // Feed checks that arrive while one query runs wait and then go together in one: one
   // statement instead of one per request. Each query starts after every check it carries
-  // arrived, so it sees every vote answered before those requests: still exact.
+  // arrived, so it sees every answer acknowledged before those requests: still exact.
   constexpr std::size_t kMaxGroup = 256;
   while (!checks_.empty()) {
     const auto take = std::min(checks_.size(), kMaxGroup);
     std::vector<std::shared_ptr<Check>> group(checks_.begin(), checks_.begin() + static_cast<std::ptrdiff_t>(take));
     checks_.erase(checks_.begin(), checks_.begin() + static_cast<std::ptrdiff_t>(take));
     std::vector<std::int64_t> users;
+    std::vector<std::int64_t> known;
+    std::vector<int> first;
+    std::vector<int> last;
     std::vector<std::int64_t> polls;
     for (const auto& check : group) {
-      for (const auto id : check->ids) {
-        users.push_back(check->user_id);
-        polls.push_back(id);
-      }
+      users.push_back(check->user_id);
+      known.push_back(check->known_seq);
+      first.push_back(static_cast<int>(polls.size()) + 1);  // SQL arrays count from 1
+      polls.insert(polls.end(), check->ids.begin(), check->ids.end());
+      last.push_back(static_cast<int>(polls.size()));
     }
     try {
-      auto params = storage::MakeParams(users, polls);
+      auto params = storage::MakeParams(users, known, first, last, polls);
       auto result = co_await pg_.Execute(sql::kAnsweredAmongMany, params);
-      std::unordered_map<std::int64_t, std::unordered_set<std::int64_t>> answered;
-      for (int row = 0; row < result.Rows(); ++row) answered[result.Int(row, 0)].insert(result.Int(row, 1));
-      for (auto& check : group) {
-        const auto it = answered.find(check->user_id);
-        if (it == answered.end()) continue;
-        for (const auto id : check->ids) {
-          if (it->second.contains(id)) check->hits.push_back(id);
-        }
+      for (int row = 0; row < result.Rows(); ++row) {
+        const auto index = static_cast<std::size_t>(result.Int(row, 0) - 1);
+        if (index >= group.size()) continue;
+        auto& out = group[index]->result;
+        out.stored_seq = result.Int(row, 1);
+        if (!result.IsNull(row, 2)) out.hits.push_back(result.Int(row, 2));
       }
     } catch (const std::exception&) {
       for (auto& check : group) check->error = std::current_exception();
@@ -382,22 +396,16 @@ asio::awaitable<std::vector<std::int64_t>> FeedService::SqlIds(const FeedQuery& 
   co_return Ids(result);
 }
 
-asio::awaitable<std::vector<domain::Poll>> FeedService::Polls(const std::vector<std::int64_t>& ids) {
+asio::awaitable<std::vector<PollPtr>> FeedService::Polls(const std::vector<std::int64_t>& ids) {
   auto& impl = state_.impl();
-  std::unordered_map<std::int64_t, std::shared_ptr<const domain::Poll>> found;
-  impl.FindPolls(ids, found);
+  auto polls = impl.FindPolls(ids);
   std::vector<std::int64_t> missing;
-  std::unordered_set<std::int64_t> asked;
-  std::size_t hits = 0;
-  for (const auto id : ids) {
-    if (found.contains(id)) {
-      ++hits;
-    } else if (asked.insert(id).second) {
-      missing.push_back(id);
-    }
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (!polls[i] && std::find(missing.begin(), missing.end(), ids[i]) == missing.end()) missing.push_back(ids[i]);
   }
-  if (hits > 0) metrics_.Cache("poll", true).Increment(static_cast<double>(hits));
-  if (hits < ids.size()) metrics_.Cache("poll", false).Increment(static_cast<double>(ids.size() - hits));
+  const auto misses = static_cast<std::size_t>(std::count(polls.begin(), polls.end(), nullptr));
+  if (misses < ids.size()) metrics_.Cache("poll", true).Increment(static_cast<double>(ids.size() - misses));
+  if (misses > 0) metrics_.Cache("poll", false).Increment(static_cast<double>(misses));
   if (!missing.empty()) {
     auto params = storage::MakeParams(missing);
     auto result = co_await pg_.Execute(sql::kFindPolls, params);
@@ -405,14 +413,13 @@ asio::awaitable<std::vector<domain::Poll>> FeedService::Polls(const std::vector<
       auto poll = std::make_shared<const domain::Poll>(domain::WithFeedJson(
           domain::Poll{result.Int(row, 0), std::string(result.Text(row, 1)), result.TextArray(row, 2),
                        result.TextArray(row, 3), result.Int(row, 4), std::string(result.Text(row, 5)), nullptr}));
-      found.emplace(poll->id, poll);
+      for (std::size_t i = 0; i < ids.size(); ++i) {
+        if (ids[i] == poll->id) polls[i] = poll;
+      }
       impl.StorePoll(std::move(poll));
     }
-  }
-  std::vector<domain::Poll> polls;
-  polls.reserve(ids.size());
-  for (const auto id : ids) {
-    if (const auto it = found.find(id); it != found.end()) polls.push_back(*it->second);
+    // Unknown ids are left out.
+    std::erase(polls, nullptr);
   }
   co_return polls;
 }

@@ -28,8 +28,11 @@ struct FeedQuery {
   std::optional<int> page;            // seed-era offset paging, 1-based
 };
 
+// Polls are shared with the poll cache (they never change): a page copies pointers, not polls.
+using PollPtr = std::shared_ptr<const domain::Poll>;
+
 struct FeedPage {
-  std::vector<domain::Poll> polls;
+  std::vector<PollPtr> polls;
   std::optional<std::string> next_cursor;
 };
 
@@ -45,7 +48,7 @@ class FeedService {
   // Throws ApiError 400 invalid_cursor for a cursor the server did not issue.
   asio::awaitable<FeedPage> Page(const FeedQuery& query);
   // Poll details by id (cache first); unknown ids are left out.
-  asio::awaitable<std::vector<domain::Poll>> Polls(const std::vector<std::int64_t>& ids);
+  asio::awaitable<std::vector<PollPtr>> Polls(const std::vector<std::int64_t>& ids);
   // Loads polls created since the last call (by any instance) into the index; called
   // periodically and at start.
   asio::awaitable<void> Refresh();
@@ -58,9 +61,15 @@ class FeedService {
   asio::awaitable<std::vector<std::int64_t>> SqlIds(const FeedQuery& query, std::optional<std::int64_t> before,
                                                     std::size_t offset);
 
-  // Which of `ids` the user has voted on or skipped, according to the database. Checks that
+  // The user's stored answer sequence and, unless it equals `known_seq` (the set the ids were
+  // picked from is then exact), which of `ids` the user has voted on or skipped. Checks that
   // arrive while one is running are grouped into one query (see RunChecks).
-  asio::awaitable<std::vector<std::int64_t>> AnsweredAmong(std::int64_t user_id, const std::vector<std::int64_t>& ids);
+  struct CheckResult {
+    std::int64_t stored_seq = 0;
+    std::vector<std::int64_t> hits;
+  };
+  asio::awaitable<CheckResult> AnsweredAmong(std::int64_t user_id, std::int64_t known_seq,
+                                             const std::vector<std::int64_t>& ids);
   asio::awaitable<void> RunChecks();
 
   struct Check;
@@ -81,8 +90,9 @@ class FeedState {
 
   void AddPoll(const domain::Poll& poll);  // index + details cache
   void AddPollIndex(std::int64_t id, const std::vector<std::string>& tags);
-  // A vote or skip by `user_id` on `poll_id`, from this or another instance.
-  void MarkAnswered(std::int64_t user_id, std::int64_t poll_id);
+  // A vote or skip by `user_id` on `poll_id`, from this or another instance; `seq` is its place
+  // in the user's answer sequence (0 when unknown).
+  void MarkAnswered(std::int64_t user_id, std::int64_t poll_id, std::int64_t seq);
 
   struct Impl;
   Impl& impl() { return *impl_; }

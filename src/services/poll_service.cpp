@@ -22,7 +22,7 @@ asio::awaitable<PollView> PollService::Get(std::int64_t user_id, std::int64_t po
   std::vector<std::int64_t> ids{poll_id};
   auto polls = co_await feed_.Polls(ids);
   if (polls.empty()) throw http::NotFound("poll_not_found", "no poll with that id");
-  PollView view{std::move(polls.front()), std::nullopt, std::nullopt};
+  PollView view{*polls.front(), std::nullopt, std::nullopt};
   auto params = storage::MakeParams(user_id, poll_id);
   auto answer = co_await pg_.Execute(sql::kFindAnswer, params);
   if (!answer.IsNull(0, 0)) view.my_vote = static_cast<int>(answer.Int(0, 0));
@@ -48,7 +48,10 @@ asio::awaitable<std::vector<domain::Poll>> PollService::Hot(int limit) {
     } catch (const std::logic_error&) {
     }
   }
-  auto polls = co_await feed_.Polls(ids);
+  const auto found = co_await feed_.Polls(ids);
+  std::vector<domain::Poll> polls;
+  polls.reserve(found.size());
+  for (const auto& poll : found) polls.push_back(*poll);
   co_return polls;
 }
 

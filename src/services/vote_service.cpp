@@ -24,6 +24,7 @@ struct PendingVote {
   asio::steady_timer done;  // cancelled (on `executor`) when the answer is in
   std::string status;
   int votes_today = 0;
+  std::int64_t answer_seq = 0;  // the vote's place in the user's answer sequence, once accepted
   std::shared_ptr<const domain::Stats> fresh;  // read after the commit; null if that read failed
   std::exception_ptr error;
 };
@@ -167,6 +168,7 @@ asio::awaitable<bool> VoteService::RunBatch(std::vector<std::shared_ptr<Pending>
         auto& p = *batch[static_cast<std::size_t>(result.Int(row, 0) - 1)];
         p.status = std::string(result.Text(row, 1));
         p.votes_today = result.IsNull(row, 2) ? 0 : static_cast<int>(result.Int(row, 2));
+        p.answer_seq = result.IsNull(row, 3) ? 0 : result.Int(row, 3);
       }
       if (outcomes[1].result) {
         const auto& counts = *outcomes[1].result;
@@ -218,7 +220,7 @@ asio::awaitable<void> VoteService::Finish(std::vector<std::shared_ptr<Pending>> 
     }
     co_await stats_.PutMany(fresh);
     for (const auto& p : batch) {
-      if (p->status == "accepted") listener_.OnAnswered(p->user_id, p->poll_id);
+      if (p->status == "accepted") listener_.OnAnswered(p->user_id, p->poll_id, p->answer_seq);
     }
   }
   // Each voter is woken on its own event loop (a timer is not safe to touch from another).
@@ -233,7 +235,8 @@ asio::awaitable<void> VoteService::Skip(std::int64_t user_id, std::int64_t poll_
   if (!result.Bool(0, 0)) throw http::NotFound("poll_not_found", "no poll with that id");
   if (result.Bool(0, 1)) throw http::Conflict("already_voted", "you have already voted on this poll");
   metrics_.Skip().Increment();
-  listener_.OnAnswered(user_id, poll_id);
+  // A repeated skip wrote nothing and has no number of its own.
+  listener_.OnAnswered(user_id, poll_id, result.IsNull(0, 2) ? 0 : result.Int(0, 2));
 }
 
 }  // namespace vote::services

@@ -29,7 +29,8 @@ struct VoteResult {
 // Called after a vote or skip is committed (feed state, event relay wake-up).
 struct AnswerListener {
   virtual ~AnswerListener() = default;
-  virtual void OnAnswered(std::int64_t user_id, std::int64_t poll_id) = 0;
+  // `seq`: the answer's place in the user's answer sequence (0: nothing new was written).
+  virtual void OnAnswered(std::int64_t user_id, std::int64_t poll_id, std::int64_t seq) = 0;
 };
 
 struct PendingVote;

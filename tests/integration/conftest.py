@@ -5,6 +5,7 @@ import http.client
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket as socket_lib
@@ -287,6 +288,17 @@ def redis_ping(port=REDIS_PORT):
         return redis_lib.Redis(port=port, socket_timeout=1, socket_connect_timeout=1).ping()
     except redis_lib.RedisError:
         return False
+
+
+def metric(s, name, **labels):
+    """The value of one Prometheus sample of s's /metrics (0 when it has not been exported yet)."""
+    text = s.request("GET", "/metrics").raw
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        m = re.match(r"^(\w+)(\{[^}]*\})? (\S+)$", line)
+        if m and m.group(1) == name and (m.group(2) or "{}")[1:-1] == want:
+            return float(m.group(3))
+    return 0.0
 
 
 def wait_until(predicate, timeout, interval=0.05, message="condition"):

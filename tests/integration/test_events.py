@@ -5,7 +5,6 @@ Servers run on the `isolated` database, vhost and Redis database: events of othe
 (same ids, other databases) never reach them and theirs never reach others. The tests that stop
 RabbitMQ come last; they stop only the RabbitMQ application, for a few seconds."""
 import json
-import re
 import signal
 import time
 import uuid
@@ -14,7 +13,7 @@ import pika
 import pytest
 import websocket
 
-from conftest import parallel, start_rabbitmq, stop_rabbitmq, wait_until
+from conftest import metric, parallel, start_rabbitmq, stop_rabbitmq, wait_until
 
 # Reconnect quickly after the broker returns, so the outage tests stay short.
 FAST = {"VOTE_RABBITMQ_RECONNECT_INTERVAL": "300ms"}
@@ -79,16 +78,6 @@ def vote(s, token, poll_id, option=0):
     r = s.request("POST", f"/api/polls/{poll_id}/vote", {"optionIndex": option}, token=token)
     assert r.status == 200, r
     return r.json
-
-
-def metric(s, name, **labels):
-    text = s.request("GET", "/metrics").raw
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    for line in text.splitlines():
-        m = re.match(r"^(\w+)(\{[^}]*\})? (\S+)$", line)
-        if m and m.group(1) == name and (m.group(2) or "{}")[1:-1] == want:
-            return float(m.group(3))
-    return 0.0
 
 
 def outbox_rows(isolated, poll_id=None):

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from conftest import Server, parallel, wait_until
+from conftest import Server, metric, parallel, wait_until
 
 POLL_KEYS = {"id", "title", "options", "tags", "createdAt", "creatorId", "myVote"}
 
@@ -156,6 +156,71 @@ def test_vote_on_one_instance_is_respected_by_the_very_next_feed_call_on_another
         remaining.remove(top)
         body = page_ok(b, u.token, tag=tag, limit=3)
         assert [p["id"] for p in body["polls"]] == remaining[:3], f"after answering {top} on A"
+
+
+def checks(s):
+    """s's feed checks against the database so far (one per pick of a page): (current, behind)."""
+    return (metric(s, "vote_feed_checks_total", result="current"),
+            metric(s, "vote_feed_checks_total", result="behind"))
+
+
+def test_answers_written_through_an_instance_keep_its_answered_set_exact(servers):
+    a, _ = servers
+    u = a.register()
+    tag = new_tag()
+    created = create_polls(a, u.token, 6, tag)
+    page_ok(a, u.token, tag=tag)  # loads u's answered set
+    vote(a, u.token, created[-1], 1)
+    skip(a, u.token, created[-2])
+    before = checks(a)
+    for _ in range(5):
+        assert [p["id"] for p in page_ok(a, u.token, tag=tag)["polls"]] == created[-3::-1]
+    current, behind = checks(a)
+    # Each answer took the next number of u's sequence here, so the set stayed complete: no page
+    # needed a per-poll probe.
+    assert (current - before[0], behind - before[1]) == (5, 0)
+
+
+def test_an_instance_that_never_hears_of_answers_checks_each_page_and_then_reloads(servers):
+    a, b = servers
+    u = a.register()
+    tag = new_tag()
+    created = create_polls(a, u.token, 6, tag, sync=(b,))
+    page_ok(b, u.token, tag=tag)
+    vote(a, u.token, created[-1], 0)
+    skip(a, u.token, created[-2])
+    before = checks(b)
+    # B runs no event consumers: its set lacks both answers, the stored sequence says so, and the
+    # page is checked id by id: still exact.
+    assert [p["id"] for p in page_ok(b, u.token, tag=tag)["polls"]] == created[-3::-1]
+    assert checks(b)[1] > before[1]
+    # Behind for longer than a second: B loads the set again and is exact without probes.
+    time.sleep(1.1)
+    assert [p["id"] for p in page_ok(b, u.token, tag=tag)["polls"]] == created[-3::-1]
+    mid = checks(b)
+    assert [p["id"] for p in page_ok(b, u.token, tag=tag)["polls"]] == created[-3::-1]
+    assert checks(b) == (mid[0] + 1, mid[1])
+
+
+def test_answer_events_from_another_instance_complete_the_set(servers):
+    a, b = servers
+    u = a.register()
+    tag = new_tag()
+    created = create_polls(a, u.token, 6, tag, sync=(b,))
+    page_ok(a, u.token, tag=tag)
+    vote(b, u.token, created[-1], 0)
+    skip(b, u.token, created[-2])
+    # Exact at once (checked), and current again as soon as both events (numbered 1 and 2) have
+    # reached A, well before a reload would be due.
+    assert [p["id"] for p in page_ok(a, u.token, tag=tag)["polls"]] == created[-3::-1]
+
+    def current_page():
+        before = checks(a)
+        ids = [p["id"] for p in page_ok(a, u.token, tag=tag)["polls"]]
+        assert ids == created[-3::-1]
+        return checks(a)[0] == before[0] + 1
+
+    wait_until(current_page, 0.9, interval=0.02, message="A's set complete through B's answers")
 
 
 def test_concurrent_votes_on_both_instances_are_all_excluded_right_after(servers):
