@@ -11,6 +11,7 @@
 #include <set>
 #include <cstdlib>
 #include <mutex>
+#include <numeric>
 #include <optional>
 #include <stdexcept>
 #include <string_view>
@@ -323,14 +324,34 @@ class PgSession {
   }
 
   // Throws PgError; the session is then dropped (the server rolls back what was open).
+  // A statement is prepared on its first use in this session.
+  PgResult Exec(const sql::Statement& statement, const std::vector<std::string>& params = {}) {
+    if (!prepared_.contains(statement.name)) {
+      Check(PgResult(PQprepare(conn_.get(), statement.name, statement.text, 0, nullptr)));
+      prepared_.insert(statement.name);
+    }
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const auto& p : params) {
+      values.push_back(p.c_str());
+    }
+    return Check(PgResult(PQexecPrepared(conn_.get(), statement.name, static_cast<int>(values.size()), values.data(),
+                                         nullptr, nullptr, 0)));
+  }
+
+  // A statement without parameters that is not worth preparing (BEGIN, COMMIT).
   PgResult Exec(const char* sql, const std::vector<std::string>& params = {}) {
     std::vector<const char*> values;
     values.reserve(params.size());
     for (const auto& p : params) {
       values.push_back(p.c_str());
     }
-    PgResult res(PQexecParams(conn_.get(), sql, static_cast<int>(values.size()), nullptr, values.data(), nullptr,
-                              nullptr, 0));
+    return Check(PgResult(PQexecParams(conn_.get(), sql, static_cast<int>(values.size()), nullptr, values.data(),
+                                       nullptr, nullptr, 0)));
+  }
+
+ private:
+  PgResult Check(PgResult res) const {
     const auto status = res ? PQresultStatus(res.get()) : PGRES_FATAL_ERROR;
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
       throw PgError(res ? Trim(PQresultErrorMessage(res.get())) : Message());
@@ -338,7 +359,6 @@ class PgSession {
     return res;
   }
 
- private:
   struct Finish {
     void operator()(PGconn* c) const { PQfinish(c); }
   };
@@ -365,12 +385,13 @@ class PgSession {
   std::string Message() const { return conn_ ? Trim(PQerrorMessage(conn_.get())) : "out of memory"; }
 
   std::unique_ptr<PGconn, Finish> conn_;
+  std::set<std::string_view> prepared_;  // statement names (static strings)
 };
 
-// Publishes outbox rows with batched publisher confirms and deletes them once confirmed, in the
-// transaction that locked them (FOR UPDATE SKIP LOCKED: relays of other instances take other
-// rows). A crash or outage between publish and commit leaves the rows for the next attempt,
-// which publishes them again with the same ids.
+// Publishes outbox rows with batched publisher confirms. A batch is deleted in an open
+// transaction (FOR UPDATE SKIP LOCKED: relays of other instances take other rows) that commits
+// once the broker confirmed every row. A crash or outage between publish and commit leaves the
+// rows for the next attempt, which publishes them again with the same ids.
 class Relay {
  public:
   // `fanout_up`: this instance's fan-out consumer is consuming (null when it does not run).
@@ -485,7 +506,7 @@ class Relay {
   }
 
   void UpdateBacklog() {
-    const auto r = pg_->Exec(sql::kOutboxBacklog.text);
+    const auto r = pg_->Exec(sql::kOutboxBacklog);
     metrics_.OutboxBacklog().Set(std::strtod(PQgetvalue(r.get(), 0, 0), nullptr));
     metrics_.OutboxOldestAge().Set(std::strtod(PQgetvalue(r.get(), 0, 1), nullptr));
   }
@@ -493,23 +514,30 @@ class Relay {
   // One batch in one transaction. True when it was full, so more rows are probably waiting.
   bool PublishBatch() {
     pg_->Exec("BEGIN");
-    const auto rows = pg_->Exec(sql::kLockOutboxBatch.text, {std::to_string(batch_)});
-    const int n = PQntuples(rows.get());
+    const auto taken = pg_->Exec(sql::kTakeOutboxBatch, {std::to_string(batch_)});
+    const PGresult* rows = taken.get();
+    const int n = PQntuples(rows);
     if (n == 0) {
       pg_->Exec("COMMIT");
       return false;
     }
-    // Consecutive rows for one exchange go out as one envelope of up to kEventsPerMessage.
+    // DELETE ... RETURNING gives no order: publish oldest first.
+    std::vector<int> order(static_cast<std::size_t>(n));
+    std::iota(order.begin(), order.end(), 0);
+    const auto id = [rows](int row) { return std::strtoll(PQgetvalue(rows, row, 0), nullptr, 10); };
+    std::sort(order.begin(), order.end(), [&id](int a, int b) { return id(a) < id(b); });
+    // Consecutive rows for one exchange go out as one envelope of up to kEventsPerMessage;
+    // a message covers order[first, first + count).
     struct Message {
-      int first_row;
-      int rows;
+      int first;
+      int count;
     };
     std::vector<Message> messages;
     for (int i = 0; i < n; ++i) {
-      const auto exchange = ExchangeFor(Text(rows.get(), i, 2));
-      if (!messages.empty() && messages.back().rows < kEventsPerMessage &&
-          ExchangeFor(Text(rows.get(), messages.back().first_row, 2)) == exchange) {
-        ++messages.back().rows;
+      const auto exchange = ExchangeFor(Text(rows, order[i], 2));
+      if (!messages.empty() && messages.back().count < kEventsPerMessage &&
+          ExchangeFor(Text(rows, order[messages.back().first], 2)) == exchange) {
+        ++messages.back().count;
       } else {
         messages.push_back({i, 1});
       }
@@ -519,18 +547,19 @@ class Relay {
     try {
       std::uint64_t first = 0;
       for (std::size_t m = 0; m < messages.size(); ++m) {
-        const auto [row, count] = messages[m];
-        const auto type = Text(rows.get(), row, 2);
-        amqp::Properties props{.message_id = std::string(Text(rows.get(), row, 1)),
+        const auto [begin, count] = messages[m];
+        const int head = order[begin];
+        const auto type = Text(rows, head, 2);
+        amqp::Properties props{.message_id = std::string(Text(rows, head, 1)),
                                .type = std::string(type),
-                               .timestamp = std::strtoll(PQgetvalue(rows.get(), row, 4), nullptr, 10)};
+                               .timestamp = std::strtoll(PQgetvalue(rows, head, 4), nullptr, 10)};
         std::string body = count > 1 ? R"({"events":[)" : "";
-        for (int i = row; i < row + count; ++i) {
-          if (i > row) {
+        for (int i = begin; i < begin + count; ++i) {
+          if (i > begin) {
             body += ',';
           }
-          body += EncodeEvent(Text(rows.get(), i, 1), Text(rows.get(), i, 2), Text(rows.get(), i, 4),
-                              Text(rows.get(), i, 3));
+          const int row = order[i];
+          body += EncodeEvent(Text(rows, row, 1), Text(rows, row, 2), Text(rows, row, 4), Text(rows, row, 3));
         }
         if (count > 1) {
           body += "]}";
@@ -557,25 +586,30 @@ class Relay {
       DropBroker(*broker_error);
     }
 
-    // What the broker confirmed is deleted even when the rest failed: fewer duplicates later.
-    std::string ids = "{";
+    std::string acked_ids = "{";
     int acked = 0;
     for (std::size_t m = 0; m < messages.size(); ++m) {
       if (states[m] != amqp::Confirm::kAck) {
         continue;
       }
-      for (int i = messages[m].first_row; i < messages[m].first_row + messages[m].rows; ++i) {
+      for (int i = messages[m].first; i < messages[m].first + messages[m].count; ++i) {
         if (acked++ > 0) {
-          ids += ',';
+          acked_ids += ',';
         }
-        ids += Text(rows.get(), i, 0);
+        acked_ids += Text(rows, order[i], 0);
       }
     }
-    ids += '}';
-    if (acked > 0) {
-      pg_->Exec(sql::kDeletePublished.text, {ids});
+    acked_ids += '}';
+    if (acked == n) {
+      pg_->Exec("COMMIT");
+    } else {
+      // Some were not confirmed: every row comes back, then what the broker did confirm is
+      // deleted after all (fewer duplicates later).
+      pg_->Exec("ROLLBACK");
+      if (acked > 0) {
+        pg_->Exec(sql::kDeletePublished, {acked_ids});
+      }
     }
-    pg_->Exec("COMMIT");
     confirmed_.Increment(acked);
     const int failed = n - acked;
     if (failed > 0) {
