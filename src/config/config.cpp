@@ -139,6 +139,7 @@ std::vector<Field> Fields(Config& c) {
   Bind(f, "votes", "counter_shards", c.votes.counter_shards);
   Bind(f, "votes", "batch_max", c.votes.batch_max);
   Bind(f, "votes", "batches_in_flight", c.votes.batches_in_flight);
+  Bind(f, "votes", "parallel_batch_min", c.votes.parallel_batch_min);
   Bind(f, "votes", "idempotency_ttl", c.votes.idempotency_ttl);
   Bind(f, "feed", "user_cache_size", c.feed.user_cache_size);
   Bind(f, "feed", "poll_cache_size", c.feed.poll_cache_size);
@@ -193,6 +194,7 @@ void Validate(const Config& c) {
   require(c.votes.counter_shards >= 1 && c.votes.counter_shards <= 1024, "votes.counter_shards (1-1024)");
   require(c.votes.batch_max >= 1, "votes.batch_max (>= 1)");
   require(c.votes.batches_in_flight >= 1, "votes.batches_in_flight (>= 1)");
+  require(c.votes.parallel_batch_min >= 1, "votes.parallel_batch_min (>= 1)");
   require(c.feed.user_cache_size >= 1 && c.feed.poll_cache_size >= 1, "feed cache sizes (>= 1)");
 }
 

@@ -43,6 +43,7 @@ VoteService::VoteService(storage::Pool& pg, StatsCache& stats, AnswerListener& l
       config_(config),
       metrics_(metrics),
       queue_(queue),
+      parallel_min_(static_cast<std::size_t>(config.votes.parallel_batch_min)),
       clock_(std::move(clock)) {}
 
 int VoteService::SecondsToLimitReset() const { return SecondsToUtcMidnight(clock_()); }
@@ -54,12 +55,14 @@ asio::awaitable<VoteResult> VoteService::Cast(std::int64_t user_id, std::int64_t
   pending->poll_id = poll_id;
   pending->option_index = option_index;
   // Start a flusher on this thread when a slot is free; otherwise a running one, on any thread,
-  // picks this vote up with its next group.
+  // picks this vote up with its next group. Slots beyond the first open only for a group worth
+  // its own transaction: a handful of votes wait better for the group in flight to return.
   int slot = -1;
   {
     std::lock_guard lock(queue_.mutex_);
     queue_.pending_.push_back(pending);
     for (std::size_t s = 0; s < queue_.busy_.size(); ++s) {
+      if (s > 0 && queue_.pending_.size() < parallel_min_) break;
       if (!queue_.busy_[s]) {
         queue_.busy_[s] = true;
         slot = static_cast<int>(s);
@@ -117,7 +120,7 @@ asio::awaitable<void> VoteService::Flush(int slot) {
     std::vector<std::shared_ptr<Pending>> batch;
     {
       std::lock_guard lock(queue_.mutex_);
-      if (queue_.pending_.empty()) {
+      if (queue_.pending_.empty() || (slot > 0 && queue_.pending_.size() < parallel_min_)) {
         queue_.busy_[static_cast<std::size_t>(slot)] = false;
         co_return;
       }

@@ -80,6 +80,7 @@ class VoteService {
   const config::Config& config_;
   metrics::Metrics& metrics_;
   VoteQueue& queue_;
+  const std::size_t parallel_min_;  // votes.parallel_batch_min
   domain::Clock clock_;
 };
 
