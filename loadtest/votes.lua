@@ -1,12 +1,12 @@
--- wrk script for `loadtest/run votes`. Run with as many threads as connections (-t N -c N): wrk
--- gives a Lua state to each thread, not to each connection, so one connection per thread is the
--- way to give every connection its own user. Thread i votes as the user of line i of
--- $LOADTEST_TOKENS on polls start_i, start_i + 1, ... (wrapping at $LOADTEST_POLLS), so no
--- (user, poll) pair repeats and every vote can be accepted. Counts answers by status.
+-- wrk script for `loadtest/run votes`: every connection votes, as LOADTEST_USERS users in all,
+-- each on its own stretch of the polls. wrk gives a Lua state to each thread (not to each
+-- connection), so thread t owns users t, t + T, t + 2T, ... (T threads) and its requests take
+-- them in turn; user u votes on polls start_u, start_u + 1, ... (wrapping at $LOADTEST_POLLS),
+-- so no (user, poll) pair repeats and every vote can be accepted. With as many users as
+-- connections there are as many users as requests in flight. Counts answers by status.
 
 local thread_count = 0
 local threads = {}
-local tokens = nil
 
 local function read_tokens()
   local list = {}
@@ -18,28 +18,36 @@ local function read_tokens()
 end
 
 function setup(thread)
-  tokens = tokens or read_tokens()
   thread_count = thread_count + 1
-  if thread_count > #tokens then error("more wrk threads than tokens") end
-  local polls = tonumber(os.getenv("LOADTEST_POLLS") or error("LOADTEST_POLLS is not set"))
-  local users = tonumber(os.getenv("LOADTEST_USERS") or #tokens)
-  local stride = math.max(1, math.floor(polls / users))
-  thread:set("token", tokens[thread_count])
-  thread:set("polls", polls)
-  thread:set("next_poll", 1 + ((thread_count - 1) * stride) % polls)
+  thread:set("index", thread_count)
   threads[#threads + 1] = thread
 end
 
 function init(args)
   statuses = {}
+  local tokens = read_tokens()
+  local polls = tonumber(os.getenv("LOADTEST_POLLS") or error("LOADTEST_POLLS is not set"))
+  local users = tonumber(os.getenv("LOADTEST_USERS") or #tokens)
+  local step = tonumber(os.getenv("LOADTEST_THREADS") or error("LOADTEST_THREADS is not set"))
+  if users > #tokens then error("more users than tokens") end
+  local stride = math.max(1, math.floor(polls / users))
+  mine = {}
+  for u = index, users, step do
+    mine[#mine + 1] = { token = tokens[u], next_poll = 1 + ((u - 1) * stride) % polls }
+  end
+  if #mine == 0 then error("a wrk thread without users: use at most LOADTEST_USERS threads") end
+  total_polls = polls
+  turn = 0
 end
 
 function request()
-  local poll = next_poll
-  next_poll = next_poll % polls + 1
+  turn = turn % #mine + 1
+  local user = mine[turn]
+  local poll = user.next_poll
+  user.next_poll = poll % total_polls + 1
   -- After `polls` votes a user has voted on every poll and gets 409s (counted as non-200).
   return wrk.format("POST", "/api/polls/" .. poll .. "/vote",
-    { ["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json" },
+    { ["Authorization"] = "Bearer " .. user.token, ["Content-Type"] = "application/json" },
     '{"optionIndex":' .. (poll % 2) .. '}')
 end
 

@@ -33,7 +33,10 @@ using namespace std::chrono_literals;
 // The longest a thread blocks in one call before it looks at the stop flag again.
 constexpr auto kSlice = 200ms;
 constexpr auto kConfirmTimeout = 10s;
-constexpr auto kGatherWindow = 5ms;
+// After a batch, the relay lets events gather this long: under a steady stream of votes, 20 ms
+// makes a broker message of ~100 events instead of ~25 (RabbitMQ's cost is per message: 19% of a
+// core at 5 ms, 11% at 20 ms, at 5k votes/s), and it stays far inside the WebSocket push budget.
+constexpr auto kGatherWindow = 20ms;
 constexpr auto kBacklogInterval = 1s;
 constexpr auto kHotRebuildInterval = 2s;
 constexpr int kHotWindowMinutes = 60;
