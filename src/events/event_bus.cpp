@@ -38,10 +38,12 @@ constexpr auto kConfirmTimeout = 10s;
 // core at 5 ms, 11% at 20 ms, at 5k votes/s), and it stays far inside the WebSocket push budget.
 constexpr auto kGatherWindow = 20ms;
 constexpr auto kBacklogInterval = 1s;
-constexpr auto kHotRebuildInterval = 2s;
+constexpr auto kHotAdvanceInterval = 2s;
 constexpr int kHotWindowMinutes = 60;
-constexpr int kHotBucketTtlSeconds = 3700;
-constexpr int kHotTtlSeconds = 120;
+// A safety net only: buckets leave the hot set by Advance() long before they expire.
+constexpr int kHotTtlSeconds = 3 * 3600;
+// Members taken out of the hot set per script call: Redis is never blocked for long.
+constexpr int kHotAdvanceChunk = 1000;
 // Outbox events packed into one broker message (see DecodeEvents).
 constexpr int kEventsPerMessage = 100;
 // Ids remembered per consumer to drop duplicates: about 4 MB (hashes, not strings).
@@ -57,7 +59,50 @@ constexpr const char* kAnalyticsQueue = "vote.analytics";
 constexpr std::int32_t kErrorQueueMaxLength = 100000;
 
 constexpr const char* kHotKey = "poll:stats:hot";
-constexpr const char* kHotLockKey = "poll:stats:hot:lock";
+constexpr const char* kHotOldestKey = "poll:stats:hot:oldest";  // oldest minute still counted
+
+// KEYS[1]: the hot set, KEYS[2..]: the minute bucket of each entry; ARGV[1]: time to live;
+// ARGV[2i-2], ARGV[2i-1] for KEYS[i]: votes, poll id. Buckets first: an error (a key of the wrong
+// type) stops the script before the hot set is touched, and the message is retried.
+constexpr const char* kCountVotesScript = R"lua(
+for i = 2, #KEYS do
+  redis.call('ZINCRBY', KEYS[i], ARGV[2 * i - 2], ARGV[2 * i - 1])
+  redis.call('EXPIRE', KEYS[i], ARGV[1])
+end
+for i = 2, #KEYS do
+  redis.call('ZINCRBY', KEYS[1], ARGV[2 * i - 2], ARGV[2 * i - 1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 0
+)lua";
+
+// Moves the hot set's window forward: takes the minute buckets older than ARGV[1] (the window's
+// first minute) out of KEYS[1], at most ARGV[3] members per call, popping them from their bucket
+// (prefix ARGV[2]) as it subtracts them, so a call that stops halfway leaves nothing counted
+// twice. KEYS[2] holds the oldest minute still counted. Returns the minutes left to take out.
+constexpr const char* kAdvanceScript = R"lua(
+local first, budget = tonumber(ARGV[1]), tonumber(ARGV[3])
+local oldest = tonumber(redis.call('GET', KEYS[2]))
+if not oldest then
+  redis.call('SET', KEYS[2], tostring(first))
+  return 0
+end
+while oldest < first and budget > 0 do
+  local bucket = ARGV[2] .. oldest
+  local popped = redis.call('ZPOPMIN', bucket, budget)
+  for i = 1, #popped, 2 do
+    if tonumber(redis.call('ZINCRBY', KEYS[1], tostring(-tonumber(popped[i + 1])), popped[i])) <= 0 then
+      redis.call('ZREM', KEYS[1], popped[i])
+    end
+  end
+  budget = budget - #popped / 2
+  if redis.call('EXISTS', bucket) == 0 then
+    oldest = oldest + 1
+  end
+end
+redis.call('SET', KEYS[2], tostring(oldest))
+return math.max(0, first - oldest)
+)lua";
 
 struct QueueSpec {
   const char* name;
@@ -757,8 +802,9 @@ timeval ToTimeval(std::chrono::milliseconds d) {
 }
 
 // Hot polls in Redis, over a blocking hiredis context of the analytics thread: votes per poll in
-// per-minute buckets poll:stats:hot:{unix minute}, and poll:stats:hot, their union over the last
-// hour (a sorted set: poll id -> votes), rebuilt every couple of seconds by one instance at a time.
+// per-minute buckets poll:stats:hot:{unix minute}, and poll:stats:hot, their sum over the last
+// hour (a sorted set: poll id -> votes), counted as votes arrive; buckets that leave the hour are
+// taken out of it a chunk at a time (kAdvanceScript), by any instance.
 class HotPolls {
  public:
   explicit HotPolls(const config::RedisConfig& config) : config_(config) {}
@@ -789,35 +835,37 @@ class HotPolls {
     }
   }
 
-  // Adds votes per (poll, unix minute) in one round trip. Throws RedisDown or RedisRefused.
+  // Adds votes per (unix minute, poll) to the minute buckets and to the hot set, in one script.
+  // Throws RedisDown or RedisRefused.
   void CountVotes(const std::map<std::pair<std::int64_t, std::int64_t>, int>& votes) {
-    std::vector<std::vector<std::string>> commands;
-    std::set<std::int64_t> minutes;
+    if (votes.empty()) {
+      return;
+    }
+    std::vector<std::string> command{"EVAL", kCountVotesScript, std::to_string(votes.size() + 1), kHotKey};
     for (const auto& [key, count] : votes) {
-      const auto& [minute, poll_id] = key;
-      commands.push_back({"ZINCRBY", BucketKey(minute), std::to_string(count), std::to_string(poll_id)});
-      minutes.insert(minute);
+      command.push_back(BucketKey(key.first));
     }
-    for (const auto minute : minutes) {
-      commands.push_back({"EXPIRE", BucketKey(minute), std::to_string(kHotBucketTtlSeconds)});
+    command.push_back(std::to_string(kHotTtlSeconds));
+    for (const auto& [key, count] : votes) {
+      command.push_back(std::to_string(count));
+      command.push_back(std::to_string(key.second));
     }
-    if (!commands.empty()) {
-      Pipeline(commands);
-    }
+    Pipeline({std::move(command)});
   }
 
-  // Throws RedisDown or RedisRefused.
-  void Rebuild(std::int64_t unix_now) {
-    const auto lock = Pipeline({{"SET", kHotLockKey, "1", "NX", "PX", "1900"}});
-    if (lock.front()->type == REDIS_REPLY_NIL) {
-      return;  // another instance has just rebuilt it
+  // Takes the minute buckets that left the last hour out of the hot set, a chunk per call (each
+  // call is atomic and short). Any instance may run it at any time. Throws RedisDown or
+  // RedisRefused.
+  void Advance(std::int64_t unix_now) {
+    const auto first = std::to_string(unix_now / 60 - kHotWindowMinutes + 1);
+    const auto prefix = std::string(kHotKey) + ":";
+    for (int call = 0; call < 100; ++call) {
+      const auto left = Pipeline({{"EVAL", kAdvanceScript, "2", kHotKey, kHotOldestKey, first, prefix,
+                                   std::to_string(kHotAdvanceChunk)}});
+      if (left.front()->type != REDIS_REPLY_INTEGER || left.front()->integer == 0) {
+        return;
+      }
     }
-    const auto minute = unix_now / 60;
-    std::vector<std::string> union_cmd{"ZUNIONSTORE", kHotKey, std::to_string(kHotWindowMinutes)};
-    for (std::int64_t m = minute - kHotWindowMinutes + 1; m <= minute; ++m) {
-      union_cmd.push_back(BucketKey(m));
-    }
-    Pipeline({std::move(union_cmd), {"EXPIRE", kHotKey, std::to_string(kHotTtlSeconds)}});
   }
 
  private:
@@ -894,9 +942,9 @@ class Analytics {
         if (!hot_.Connected() && now >= next_redis_) {
           ConnectRedis();
         }
-        if (hot_.Connected() && now >= next_rebuild_) {
-          next_rebuild_ = now + kHotRebuildInterval;
-          Rebuild();
+        if (hot_.Connected() && now >= next_advance_) {
+          next_advance_ = now + kHotAdvanceInterval;
+          Advance();
         }
         if (hot_.Connected() && !broker_ && now >= next_broker_) {
           ConnectBroker();
@@ -912,8 +960,8 @@ class Analytics {
       } catch (const amqp::Error& e) {
         DropBroker(e.what());
       }
-      // Not consuming: everything waits for Redis, or for the next rebuild or broker attempt.
-      signals_.WaitUntil(hot_.Connected() ? std::min(next_rebuild_, next_broker_) : next_redis_, false);
+      // Not consuming: everything waits for Redis, or for the next window move or broker attempt.
+      signals_.WaitUntil(hot_.Connected() ? std::min(next_advance_, next_broker_) : next_redis_, false);
     }
   }
 
@@ -955,11 +1003,11 @@ class Analytics {
     next_broker_ = Clock::now() + rabbit_.reconnect_interval;
   }
 
-  void Rebuild() {
+  void Advance() {
     try {
-      hot_.Rebuild(UnixNow());
+      hot_.Advance(UnixNow());
     } catch (const RedisRefused& e) {
-      spdlog::warn("events: rebuilding {} failed: {}", kHotKey, e.what());
+      spdlog::warn("events: moving {} forward failed: {}", kHotKey, e.what());
     }
   }
 
@@ -988,7 +1036,8 @@ class Analytics {
       }
       // Counted in the minute the vote was cast (the outbox row's time), not when it arrives.
       const auto cast_at = std::min(at.value_or(delivery.properties.timestamp.value_or(now)), now);
-      if (cast_at > now - kHotWindowMinutes * 60) {
+      // Only minutes still in the window: a bucket that has left it was taken out already.
+      if (cast_at / 60 > now / 60 - kHotWindowMinutes) {
         ++counts[{cast_at / 60, *PollId(event.payload)}];
       }
       counted.push_back(event.id);
@@ -1032,7 +1081,7 @@ class Analytics {
   Outage broker_outage_{"RabbitMQ (analytics consumer)"};
   Clock::time_point next_redis_{};
   Clock::time_point next_broker_{};
-  Clock::time_point next_rebuild_{};
+  Clock::time_point next_advance_{};
   RecentIds recent_{kRecentIds};
 };
 

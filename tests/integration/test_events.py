@@ -242,6 +242,29 @@ def test_hot_polls_lists_the_most_voted_polls(make_isolated_server, isolated):
     assert a.request("GET", "/api/polls/hot").status == 401
 
 
+def test_votes_older_than_an_hour_leave_the_hot_set(make_isolated_server, isolated):
+    make_isolated_server(name="ev-hot-window")
+    r = isolated.redis()
+    now_minute = int(time.time()) // 60
+    old, recent = now_minute - 61, now_minute - 5
+    # An hour-old minute and a recent one, as the analytics consumer would have left them, with
+    # the window still starting at the old minute.
+    r.delete("poll:stats:hot")
+    r.zadd(f"poll:stats:hot:{old}", {"900001": 5, "900002": 2})
+    r.zadd(f"poll:stats:hot:{recent}", {"900002": 3})
+    r.zadd("poll:stats:hot", {"900001": 5, "900002": 5})
+    r.set("poll:stats:hot:oldest", old)
+    try:
+        wait_until(lambda: r.zrange("poll:stats:hot", 0, -1, withscores=True) == [(b"900002", 3.0)], 10,
+                   interval=0.2, message="the old minute taken out of poll:stats:hot")
+        assert int(r.get("poll:stats:hot:oldest")) in (now_minute - 59, now_minute - 58)  # a minute may turn
+        assert not r.exists(f"poll:stats:hot:{old}")
+        assert r.zscore(f"poll:stats:hot:{recent}", "900002") == 3.0
+    finally:
+        r.delete(f"poll:stats:hot:{recent}")
+        r.zrem("poll:stats:hot", "900002")
+
+
 def test_undecodable_message_goes_to_the_error_queue(make_isolated_server, isolated):
     make_isolated_server(name="ev-poison")
     wait_until(lambda: queue_messages(isolated, "events.errors") is not None, 10, message="topology declared")
