@@ -2,6 +2,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -233,6 +234,17 @@ int App::Run() {
   const int threads = ThreadCount(config_);
   for (int i = 0; i < threads; ++i) workers_.push_back(std::make_unique<Worker>(*shared_, threads));
 
+  // Vote groups are written from a thread of their own (services::VoteQueue::UseWriter), over
+  // one connection of their own.
+  asio::io_context vote_ioc(1);
+  auto vote_work = asio::make_work_guard(vote_ioc);
+  storage::Pool vote_pool(vote_ioc.get_executor(),
+                          config::PostgresConninfo(config_.postgres) + " options='-c statement_timeout=" +
+                              std::to_string(config_.postgres.statement_timeout.count()) + "'",
+                          config_.votes.batches_in_flight, config_.postgres.connect_timeout);
+  shared_->votes.UseWriter(vote_ioc.get_executor(), vote_pool);
+  std::thread vote_thread([&vote_ioc] { vote_ioc.run(); });
+
   // Listen on every thread; the first bind picks the port when 0 was asked for.
   auto address = asio::ip::make_address(config_.server.host);
   unsigned short port = static_cast<unsigned short>(config_.server.port);
@@ -338,6 +350,10 @@ int App::Run() {
   }
   main.ioc.run();
   for (std::size_t i = 1; i < workers_.size(); ++i) workers_[i]->thread.join();
+  // The writer's last group finishes on its own (statement_timeout bounds it); its coroutine
+  // must not be destroyed halfway, holding a connection of vote_pool.
+  vote_work.reset();
+  vote_thread.join();
   shared_->bus.Stop();
   spdlog::info("stopped");
   return 0;

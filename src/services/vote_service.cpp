@@ -70,7 +70,10 @@ asio::awaitable<VoteResult> VoteService::Cast(std::int64_t user_id, std::int64_t
       }
     }
   }
-  if (slot >= 0) asio::co_spawn(ex, Flush(slot), asio::detached);
+  if (slot >= 0) {
+    const auto writer = queue_.writer_executor_.value_or(ex);
+    asio::co_spawn(writer, Flush(slot, ex), asio::detached);
+  }
   boost::system::error_code ec;
   co_await pending->done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   if (pending->error) std::rethrow_exception(pending->error);
@@ -115,7 +118,7 @@ asio::awaitable<VoteResult> VoteService::Cast(std::int64_t user_id, std::int64_t
       .WithHeader("Retry-After", std::to_string(SecondsToLimitReset()));
 }
 
-asio::awaitable<void> VoteService::Flush(int slot) {
+asio::awaitable<void> VoteService::Flush(int slot, asio::any_io_executor home) {
   for (;;) {
     std::vector<std::shared_ptr<Pending>> batch;
     {
@@ -130,9 +133,9 @@ asio::awaitable<void> VoteService::Flush(int slot) {
       queue_.pending_.erase(queue_.pending_.begin(), queue_.pending_.begin() + static_cast<std::ptrdiff_t>(take));
     }
     const bool committed = co_await RunBatch(batch, slot);
-    // The next group can commit while this one moves the stats cache and answers its voters.
-    auto ex = co_await asio::this_coro::executor;
-    asio::co_spawn(ex, Finish(std::move(batch), committed), asio::detached);
+    // The next group can commit while this one moves the stats cache and answers its voters
+    // (on `home`: the stats cache belongs to this service's thread).
+    asio::co_spawn(home, Finish(std::move(batch), committed), asio::detached);
   }
 }
 
@@ -164,7 +167,8 @@ asio::awaitable<bool> VoteService::RunBatch(std::vector<std::shared_ptr<Pending>
   std::exception_ptr failure;
   for (int attempt = 0; attempt < 3; ++attempt) {
     try {
-      auto outcomes = co_await pg_.ExecuteEach(statements);
+      auto& pool = queue_.writer_pool_ != nullptr ? *queue_.writer_pool_ : pg_;
+      auto outcomes = co_await pool.ExecuteEach(statements);
       if (outcomes[0].error) throw *outcomes[0].error;
       const auto& result = *outcomes[0].result;
       for (int row = 0; row < result.Rows(); ++row) {

@@ -35,12 +35,20 @@ struct AnswerListener {
 
 struct PendingVote;
 
-// Votes waiting to be written, shared by every event-loop thread of the process: whichever
-// thread holds a free slot writes the next group, so groups stay large however many threads
-// take requests. Thread-safe.
+// Votes waiting to be written, shared by every event-loop thread of the process: the holder of
+// a free slot writes the next group, so groups stay large however many threads take requests.
+// Thread-safe.
 class VoteQueue {
  public:
   VoteQueue(int slots, int shard_base) : busy_(static_cast<std::size_t>(std::max(1, slots)), false), shard_base_(shard_base) {}
+
+  // Groups are then written from `executor` (a thread of their own) over `pool`, which lives
+  // there: the next group goes out as soon as the database answers the last one, instead of
+  // waiting behind the HTTP work of an event-loop thread. Call before the first vote.
+  void UseWriter(asio::any_io_executor executor, storage::Pool& pool) {
+    writer_executor_ = std::move(executor);
+    writer_pool_ = &pool;
+  }
 
  private:
   friend class VoteService;
@@ -48,6 +56,8 @@ class VoteQueue {
   std::deque<std::shared_ptr<PendingVote>> pending_;
   std::vector<bool> busy_;
   int shard_base_;
+  std::optional<asio::any_io_executor> writer_executor_;
+  storage::Pool* writer_pool_ = nullptr;
 };
 
 // Votes and skips. Concurrent votes are grouped into one transaction (one round trip, one
@@ -68,7 +78,8 @@ class VoteService {
 
  private:
   using Pending = PendingVote;
-  asio::awaitable<void> Flush(int slot);
+  // Writes groups while votes wait; answers each group's voters on `home`, this service's thread.
+  asio::awaitable<void> Flush(int slot, asio::any_io_executor home);
   // Runs one group through cast_votes(); false when it failed (every voter then has the error).
   asio::awaitable<bool> RunBatch(std::vector<std::shared_ptr<Pending>>& batch, int slot);
   // Reads the committed counts, moves the stats cache forward, then answers the group.
