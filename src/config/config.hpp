@@ -90,8 +90,8 @@ struct VotesConfig {
   int daily_limit = 100;
   int counter_shards = 16;
   int batch_max = 64;
-  int batches_in_flight = 1;  // per instance; fewer means larger groups per commit
-  int parallel_batch_min = 8;  // votes waiting before a group starts beside one in flight
+  int batches_in_flight = 1;  // vote writers per instance; fewer means larger groups per commit
+  int parallel_batch_min = 8;  // votes waiting before a group is queued behind one in flight
   Duration idempotency_ttl{std::chrono::hours(24)};
 };
 

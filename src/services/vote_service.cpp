@@ -118,40 +118,34 @@ asio::awaitable<VoteResult> VoteService::Cast(std::int64_t user_id, std::int64_t
       .WithHeader("Retry-After", std::to_string(SecondsToLimitReset()));
 }
 
-asio::awaitable<void> VoteService::Flush(int slot, asio::any_io_executor home) {
-  for (;;) {
-    std::vector<std::shared_ptr<Pending>> batch;
-    {
-      std::lock_guard lock(queue_.mutex_);
-      if (queue_.pending_.empty() || (slot > 0 && queue_.pending_.size() < parallel_min_)) {
-        queue_.busy_[static_cast<std::size_t>(slot)] = false;
-        co_return;
-      }
-      const auto take =
-          std::min<std::size_t>(queue_.pending_.size(), static_cast<std::size_t>(config_.votes.batch_max));
-      batch.assign(queue_.pending_.begin(), queue_.pending_.begin() + static_cast<std::ptrdiff_t>(take));
-      queue_.pending_.erase(queue_.pending_.begin(), queue_.pending_.begin() + static_cast<std::ptrdiff_t>(take));
-    }
-    const bool committed = co_await RunBatch(batch, slot);
-    // The next group can commit while this one moves the stats cache and answers its voters
-    // (on `home`: the stats cache belongs to this service's thread).
-    asio::co_spawn(home, Finish(std::move(batch), committed), asio::detached);
-  }
-}
+// A group of votes on its way through cast_votes(), with the read of its polls' counts.
+struct VoteService::Group {
+  std::vector<std::shared_ptr<Pending>> votes;  // sorted by user
+  storage::Params cast;
+  storage::Params read;
+  int attempts = 0;
 
-asio::awaitable<bool> VoteService::RunBatch(std::vector<std::shared_ptr<Pending>>& batch, int slot) {
-  // Per-user locks are taken in user order in every batch, so batches cannot deadlock.
-  std::stable_sort(batch.begin(), batch.end(), [](const auto& a, const auto& b) { return a->user_id < b->user_id; });
+  std::vector<std::pair<const sql::Statement*, const storage::Params*>> Statements() const {
+    return {{&sql::kCastVotes, &cast}, {&sql::kPollsStats, &read}};
+  }
+};
+
+VoteService::Group VoteService::MakeGroup(std::vector<std::shared_ptr<Pending>> batch, int slot) const {
+  Group group;
+  group.votes = std::move(batch);
+  // Per-user locks are taken in user order in every group, so groups cannot deadlock.
+  std::stable_sort(group.votes.begin(), group.votes.end(),
+                   [](const auto& a, const auto& b) { return a->user_id < b->user_id; });
   std::vector<std::int64_t> users;
   std::vector<std::int64_t> polls;
   std::vector<int> options;
-  for (const auto& p : batch) {
+  for (const auto& p : group.votes) {
     users.push_back(p->user_id);
     polls.push_back(p->poll_id);
     options.push_back(p->option_index);
   }
   const int shard = (queue_.shard_base_ + slot) % config_.votes.counter_shards;
-  auto cast = storage::MakeParams(users, polls, options, UtcDay(clock_()), config_.votes.daily_limit, shard);
+  group.cast = storage::MakeParams(users, polls, options, UtcDay(clock_()), config_.votes.daily_limit, shard);
   // Counts read inside the vote transaction would miss groups committing at the same moment on
   // other connections (other shards, other instances): two such groups could each cache a total
   // one short, forever. Read after the commit, the last group to commit sees every vote, and the
@@ -159,60 +153,139 @@ asio::awaitable<bool> VoteService::RunBatch(std::vector<std::shared_ptr<Pending>
   // one round trip (pipeline); the read runs once the votes are committed.
   std::sort(polls.begin(), polls.end());
   polls.erase(std::unique(polls.begin(), polls.end()), polls.end());
-  auto read = storage::MakeParams(polls);
-  const std::vector<std::pair<const sql::Statement*, const storage::Params*>> statements{
-      {&sql::kCastVotes, &cast}, {&sql::kPollsStats, &read}};
-  metrics_.VoteBatchSize().Observe(static_cast<double>(batch.size()));
+  group.read = storage::MakeParams(polls);
+  metrics_.VoteBatchSize().Observe(static_cast<double>(group.votes.size()));
+  return group;
+}
 
-  std::exception_ptr failure;
-  for (int attempt = 0; attempt < 3; ++attempt) {
-    try {
-      auto& pool = queue_.writer_pool_ != nullptr ? *queue_.writer_pool_ : pg_;
-      auto outcomes = co_await pool.ExecuteEach(statements);
-      if (outcomes[0].error) throw *outcomes[0].error;
-      const auto& result = *outcomes[0].result;
-      for (int row = 0; row < result.Rows(); ++row) {
-        auto& p = *batch[static_cast<std::size_t>(result.Int(row, 0) - 1)];
-        p.status = std::string(result.Text(row, 1));
-        p.votes_today = result.IsNull(row, 2) ? 0 : static_cast<int>(result.Int(row, 2));
-        p.answer_seq = result.IsNull(row, 3) ? 0 : result.Int(row, 3);
+bool VoteService::Apply(Group& group, std::vector<storage::PipelineOutcome>& outcomes) {
+  if (outcomes[0].error) {
+    const auto& error = *outcomes[0].error;
+    // A deadlock or serialization failure rolled the whole group back: safe to run again.
+    if ((error.SqlState() == "40P01" || error.SqlState() == "40001") && ++group.attempts < 3) {
+      spdlog::warn("vote group retry after {}", error.SqlState());
+      return false;
+    }
+    const auto failure = std::make_exception_ptr(error);
+    for (auto& p : group.votes) p->error = failure;
+    return true;
+  }
+  const auto& result = *outcomes[0].result;
+  for (int row = 0; row < result.Rows(); ++row) {
+    auto& p = *group.votes[static_cast<std::size_t>(result.Int(row, 0) - 1)];
+    p.status = std::string(result.Text(row, 1));
+    p.votes_today = result.IsNull(row, 2) ? 0 : static_cast<int>(result.Int(row, 2));
+    p.answer_seq = result.IsNull(row, 3) ? 0 : result.Int(row, 3);
+  }
+  if (outcomes[1].result) {
+    const auto& counts = *outcomes[1].result;
+    for (int row = 0; row < counts.Rows(); ++row) {
+      auto stats = std::make_shared<domain::Stats>();
+      stats->poll_id = counts.Int(row, 0);
+      stats->options = counts.TextArray(row, 1);
+      stats->votes = counts.IntArray(row, 2);
+      for (auto& p : group.votes) {
+        if (p->status == "accepted" && p->poll_id == stats->poll_id) p->fresh = stats;
       }
-      if (outcomes[1].result) {
-        const auto& counts = *outcomes[1].result;
-        for (int row = 0; row < counts.Rows(); ++row) {
-          auto stats = std::make_shared<domain::Stats>();
-          stats->poll_id = counts.Int(row, 0);
-          stats->options = counts.TextArray(row, 1);
-          stats->votes = counts.IntArray(row, 2);
-          for (auto& p : batch) {
-            if (p->status == "accepted" && p->poll_id == stats->poll_id) p->fresh = stats;
+    }
+  } else {
+    // The votes are committed and their voters will be answered: Cast() falls back to a plain
+    // stats read.
+    spdlog::warn("vote stats read after commit failed: {}", outcomes[1].error->what());
+  }
+  return true;
+}
+
+asio::awaitable<void> VoteService::Flush(int slot, asio::any_io_executor home) {
+  // Up to kPipelineDepth groups are queued on the connection at once (libpq pipeline mode): the
+  // next one starts the moment the last one commits, without a round trip in between. A group
+  // goes out behind another only once parallel_min_ votes wait, so groups stay worth their
+  // transaction.
+  constexpr std::size_t kPipelineDepth = 2;
+  auto& pool = queue_.writer_pool_ != nullptr ? *queue_.writer_pool_ : pg_;
+  std::deque<Group> in_flight;  // sent, outcomes not read yet (oldest first)
+  std::deque<Group> again;      // rolled back by a deadlock: to send again
+  std::optional<storage::Pool::Lease> lease;
+  // Every group in flight, and `extra` if any, fails with the current exception; the connection
+  // is dropped.
+  auto fail_all = [&](std::optional<Group> extra) {
+    const auto failure = std::current_exception();
+    if (extra) in_flight.push_back(std::move(*extra));
+    for (auto& group : in_flight) {
+      for (auto& p : group.votes) p->error = failure;
+      asio::co_spawn(home, Finish(std::move(group.votes), false), asio::detached);
+    }
+    in_flight.clear();
+    if (lease) (*lease).Discard();
+    lease.reset();
+  };
+  for (;;) {
+    while (in_flight.size() < kPipelineDepth) {
+      std::optional<Group> next;
+      if (!again.empty()) {
+        next.emplace(std::move(again.front()));
+        again.pop_front();
+      } else {
+        std::vector<std::shared_ptr<Pending>> batch;
+        {
+          std::lock_guard lock(queue_.mutex_);
+          const bool worth = in_flight.empty() ? !queue_.pending_.empty() : queue_.pending_.size() >= parallel_min_;
+          if (worth) {
+            const auto take =
+                std::min<std::size_t>(queue_.pending_.size(), static_cast<std::size_t>(config_.votes.batch_max));
+            batch.assign(queue_.pending_.begin(), queue_.pending_.begin() + static_cast<std::ptrdiff_t>(take));
+            queue_.pending_.erase(queue_.pending_.begin(),
+                                  queue_.pending_.begin() + static_cast<std::ptrdiff_t>(take));
           }
         }
-      } else {
-        // The votes are committed and their voters will be answered: Cast() falls back to a
-        // plain stats read.
-        spdlog::warn("vote stats read after commit failed: {}", outcomes[1].error->what());
+        if (batch.empty()) break;
+        next.emplace(MakeGroup(std::move(batch), slot));
       }
-      failure = nullptr;
-      break;
-    } catch (const storage::PgError& e) {
-      failure = std::current_exception();
-      // A deadlock or serialization failure rolled the whole batch back: safe to run again.
-      // A connection lost mid-statement is not: the commit may have happened, and a rerun
-      // would answer 409 to votes that were stored. Those voters get 503.
-      if (e.SqlState() != "40P01" && e.SqlState() != "40001") break;
-      spdlog::warn("vote batch retry after {}", e.SqlState());
+      try {
+        if (!lease) {
+          auto acquired = co_await pool.Acquire();
+          lease.emplace(std::move(acquired));
+        }
+        const auto statements = next->Statements();
+        co_await (*lease)->SendEach(statements);
+        in_flight.push_back(std::move(*next));
+      } catch (const std::exception&) {
+        // A connection lost while sending: what is in flight may or may not have committed, and
+        // a rerun would answer 409 to stored votes. Those voters get 503.
+        fail_all(std::move(next));
+      }
+    }
+    if (in_flight.empty()) {
+      std::lock_guard lock(queue_.mutex_);
+      if (queue_.pending_.empty() || (slot > 0 && queue_.pending_.size() < parallel_min_)) {
+        queue_.busy_[static_cast<std::size_t>(slot)] = false;
+        if (lease) {
+          try {
+            (*lease)->EndPipeline();
+          } catch (const std::exception&) {
+            (*lease).Discard();
+          }
+        }
+        co_return;
+      }
+      continue;
+    }
+    try {
+      auto outcomes = co_await (*lease)->ReceiveEach(2);
+      auto group = std::move(in_flight.front());
+      in_flight.pop_front();
+      if (Apply(group, outcomes)) {
+        // The next group commits while this one moves the stats cache and answers its voters
+        // (on `home`: the stats cache belongs to this service's thread).
+        const bool committed = group.votes.empty() || !group.votes.front()->error;
+        asio::co_spawn(home, Finish(std::move(group.votes), committed), asio::detached);
+      } else {
+        again.push_back(std::move(group));
+      }
     } catch (const std::exception&) {
-      // Anything else still answers every voter of the batch.
-      failure = std::current_exception();
-      break;
+      fail_all(std::nullopt);
     }
   }
-
-  if (failure) {
-    for (auto& p : batch) p->error = failure;
-  }
-  co_return !failure;
 }
 
 asio::awaitable<void> VoteService::Finish(std::vector<std::shared_ptr<Pending>> batch, bool committed) {

@@ -80,8 +80,11 @@ class VoteService {
   using Pending = PendingVote;
   // Writes groups while votes wait; answers each group's voters on `home`, this service's thread.
   asio::awaitable<void> Flush(int slot, asio::any_io_executor home);
-  // Runs one group through cast_votes(); false when it failed (every voter then has the error).
-  asio::awaitable<bool> RunBatch(std::vector<std::shared_ptr<Pending>>& batch, int slot);
+  struct Group;
+  Group MakeGroup(std::vector<std::shared_ptr<Pending>> batch, int slot) const;
+  // Takes a group's outcomes into its votes. False when a deadlock rolled it back and it is to be
+  // sent again; otherwise every vote has its status, or the error when the group failed.
+  bool Apply(Group& group, std::vector<storage::PipelineOutcome>& outcomes);
   // Reads the committed counts, moves the stats cache forward, then answers the group.
   asio::awaitable<void> Finish(std::vector<std::shared_ptr<Pending>> batch, bool committed);
 

@@ -226,10 +226,21 @@ asio::awaitable<void> Connection::Prepare(const sql::Statement& statement) {
 
 asio::awaitable<std::vector<PipelineOutcome>> Connection::ExecuteEach(
     const std::vector<std::pair<const sql::Statement*, const Params*>>& statements) {
-  if (!Healthy()) co_await Connect();
-  for (const auto& [statement, params] : statements) co_await Prepare(*statement);
-  if (PQenterPipelineMode(conn_) == 0) ThrowConnectionError("pipeline mode");
+  co_await SendEach(statements);
+  auto outcomes = co_await ReceiveEach(statements.size());
+  EndPipeline();
+  co_return outcomes;
+}
+
+asio::awaitable<void> Connection::SendEach(
+    const std::vector<std::pair<const sql::Statement*, const Params*>>& statements) {
+  if (PQpipelineStatus(conn_) == PQ_PIPELINE_OFF) {
+    if (!Healthy()) co_await Connect();
+    for (const auto& [statement, params] : statements) co_await Prepare(*statement);
+    if (PQenterPipelineMode(conn_) == 0) ThrowConnectionError("pipeline mode");
+  }
   for (const auto& [statement, params] : statements) {
+    if (!prepared_.contains(statement->name)) throw std::logic_error("statement not prepared before pipelining");
     const auto values = params->Pointers();
     if (PQsendQueryPrepared(conn_, statement->name, params->Size(), values.data(), nullptr, nullptr, 0) == 0 ||
         PQpipelineSync(conn_) == 0) {
@@ -237,12 +248,15 @@ asio::awaitable<std::vector<PipelineOutcome>> Connection::ExecuteEach(
     }
   }
   co_await Flush();
+}
+
+asio::awaitable<std::vector<PipelineOutcome>> Connection::ReceiveEach(std::size_t count) {
   // Per statement: its result, the NULL that ends it, then the PIPELINE_SYNC that ends its
   // transaction. A failed statement does not abort the next one: each has its own sync.
-  std::vector<PipelineOutcome> outcomes(statements.size());
+  std::vector<PipelineOutcome> outcomes(count);
   std::size_t index = 0;
   bool seen_result = false;
-  while (index < statements.size()) {
+  while (index < count) {
     while (PQisBusy(conn_) != 0) {
       co_await Wait(false);
       if (PQconsumeInput(conn_) == 0) ThrowConnectionError("receive");
@@ -269,8 +283,13 @@ asio::awaitable<std::vector<PipelineOutcome>> Connection::ExecuteEach(
     }
     seen_result = true;
   }
-  if (PQexitPipelineMode(conn_) == 0) ThrowConnectionError("pipeline mode");
   co_return outcomes;
+}
+
+void Connection::EndPipeline() {
+  if (PQpipelineStatus(conn_) != PQ_PIPELINE_OFF && PQexitPipelineMode(conn_) == 0) {
+    ThrowConnectionError("pipeline mode");
+  }
 }
 
 Pool::Lease::~Lease() {

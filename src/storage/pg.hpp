@@ -113,6 +113,14 @@ class Connection {
   // of its own that commits before the next one starts. Throws only for a lost connection.
   asio::awaitable<std::vector<PipelineOutcome>> ExecuteEach(
       const std::vector<std::pair<const sql::Statement*, const Params*>>& statements);
+  // ExecuteEach in parts, for a caller that keeps several batches in flight on this connection:
+  // SendEach queues a batch (entering pipeline mode; statements are prepared only while nothing
+  // is in flight, so a batch sent behind another must use statements sent before), ReceiveEach
+  // reads the oldest batch's `count` outcomes, EndPipeline leaves pipeline mode once nothing is
+  // in flight.
+  asio::awaitable<void> SendEach(const std::vector<std::pair<const sql::Statement*, const Params*>>& statements);
+  asio::awaitable<std::vector<PipelineOutcome>> ReceiveEach(std::size_t count);
+  void EndPipeline();
   bool Healthy() const;
 
  private:
