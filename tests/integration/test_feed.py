@@ -164,17 +164,28 @@ def checks(s):
             metric(s, "vote_feed_checks_total", result="behind"))
 
 
+def answered_on(reader, writer, servers):
+    """A user with six polls whose answered set `reader` has loaded; then `writer` takes a vote on
+    the newest and a skip on the next. Returns (user, tag, the four unanswered ids newest first)."""
+    u = servers[0].register()
+    tag = new_tag()
+    created = create_polls(servers[0], u.token, 6, tag, sync=servers[1:])
+    page_ok(reader, u.token, tag=tag)  # loads u's answered set
+    vote(writer, u.token, created[-1], 1)
+    skip(writer, u.token, created[-2])
+    return u, tag, created[-3::-1]
+
+
+def feed_ids(s, u, tag):
+    return [p["id"] for p in page_ok(s, u.token, tag=tag)["polls"]]
+
+
 def test_answers_written_through_an_instance_keep_its_answered_set_exact(servers):
     a, _ = servers
-    u = a.register()
-    tag = new_tag()
-    created = create_polls(a, u.token, 6, tag)
-    page_ok(a, u.token, tag=tag)  # loads u's answered set
-    vote(a, u.token, created[-1], 1)
-    skip(a, u.token, created[-2])
+    u, tag, unanswered = answered_on(a, a, servers)
     before = checks(a)
     for _ in range(5):
-        assert [p["id"] for p in page_ok(a, u.token, tag=tag)["polls"]] == created[-3::-1]
+        assert feed_ids(a, u, tag) == unanswered
     current, behind = checks(a)
     # Each answer took the next number of u's sequence here, so the set stayed complete: no page
     # needed a per-poll probe.
@@ -183,41 +194,30 @@ def test_answers_written_through_an_instance_keep_its_answered_set_exact(servers
 
 def test_an_instance_that_never_hears_of_answers_checks_each_page_and_then_reloads(servers):
     a, b = servers
-    u = a.register()
-    tag = new_tag()
-    created = create_polls(a, u.token, 6, tag, sync=(b,))
-    page_ok(b, u.token, tag=tag)
-    vote(a, u.token, created[-1], 0)
-    skip(a, u.token, created[-2])
+    u, tag, unanswered = answered_on(b, a, servers)
     before = checks(b)
     # B runs no event consumers: its set lacks both answers, the stored sequence says so, and the
     # page is checked id by id: still exact.
-    assert [p["id"] for p in page_ok(b, u.token, tag=tag)["polls"]] == created[-3::-1]
+    assert feed_ids(b, u, tag) == unanswered
     assert checks(b)[1] > before[1]
     # Behind for longer than a second: B loads the set again and is exact without probes.
     time.sleep(1.1)
-    assert [p["id"] for p in page_ok(b, u.token, tag=tag)["polls"]] == created[-3::-1]
+    assert feed_ids(b, u, tag) == unanswered
     mid = checks(b)
-    assert [p["id"] for p in page_ok(b, u.token, tag=tag)["polls"]] == created[-3::-1]
+    assert feed_ids(b, u, tag) == unanswered
     assert checks(b) == (mid[0] + 1, mid[1])
 
 
 def test_answer_events_from_another_instance_complete_the_set(servers):
     a, b = servers
-    u = a.register()
-    tag = new_tag()
-    created = create_polls(a, u.token, 6, tag, sync=(b,))
-    page_ok(a, u.token, tag=tag)
-    vote(b, u.token, created[-1], 0)
-    skip(b, u.token, created[-2])
+    u, tag, unanswered = answered_on(a, b, servers)
     # Exact at once (checked), and current again as soon as both events (numbered 1 and 2) have
     # reached A, well before a reload would be due.
-    assert [p["id"] for p in page_ok(a, u.token, tag=tag)["polls"]] == created[-3::-1]
+    assert feed_ids(a, u, tag) == unanswered
 
     def current_page():
         before = checks(a)
-        ids = [p["id"] for p in page_ok(a, u.token, tag=tag)["polls"]]
-        assert ids == created[-3::-1]
+        assert feed_ids(a, u, tag) == unanswered
         return checks(a)[0] == before[0] + 1
 
     wait_until(current_page, 0.9, interval=0.02, message="A's set complete through B's answers")
