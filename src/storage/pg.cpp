@@ -111,6 +111,13 @@ void Connection::Close() {
 
 bool Connection::Healthy() const { return conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK; }
 
+bool Connection::StillUp() {
+  // An idle connection has nothing to read, unless the server ended it (a restart, a terminated
+  // backend): reading now notices that before a statement is sent, so the caller reconnects
+  // instead of failing the request.
+  return Healthy() && PQconsumeInput(conn_) != 0 && PQstatus(conn_) == CONNECTION_OK;
+}
+
 void Connection::ThrowConnectionError(const std::string& what) {
   std::string message = what;
   if (conn_ != nullptr) message += ": " + std::string(PQerrorMessage(conn_));
@@ -206,7 +213,7 @@ asio::awaitable<Result> Connection::ReadResult() {
 }
 
 asio::awaitable<Result> Connection::Execute(const sql::Statement& statement, const Params& params) {
-  if (!Healthy()) co_await Connect();
+  if (!StillUp()) co_await Connect();
   co_await Prepare(statement);
   const auto values = params.Pointers();
   if (PQsendQueryPrepared(conn_, statement.name, params.Size(), values.data(), nullptr, nullptr, 0) == 0) {
@@ -235,7 +242,7 @@ asio::awaitable<std::vector<PipelineOutcome>> Connection::ExecuteEach(
 asio::awaitable<void> Connection::SendEach(
     const std::vector<std::pair<const sql::Statement*, const Params*>>& statements) {
   if (PQpipelineStatus(conn_) == PQ_PIPELINE_OFF) {
-    if (!Healthy()) co_await Connect();
+    if (!StillUp()) co_await Connect();
     for (const auto& [statement, params] : statements) co_await Prepare(*statement);
     if (PQenterPipelineMode(conn_) == 0) ThrowConnectionError("pipeline mode");
   }

@@ -122,6 +122,9 @@ class Connection {
   asio::awaitable<std::vector<PipelineOutcome>> ReceiveEach(std::size_t count);
   void EndPipeline();
   bool Healthy() const;
+  // Healthy(), and the server has not ended the connection while it sat idle (reads pending
+  // input, so only between statements).
+  bool StillUp();
 
  private:
   asio::awaitable<void> Prepare(const sql::Statement& statement);
