@@ -1,8 +1,11 @@
 #include "storage/pg.hpp"
 
+#include <sys/socket.h>
+
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <cerrno>
 #include <charconv>
 
 namespace vote::storage {
@@ -113,9 +116,13 @@ bool Connection::Healthy() const { return conn_ != nullptr && PQstatus(conn_) ==
 
 bool Connection::StillUp() {
   // An idle connection has nothing to read, unless the server ended it (a restart, a terminated
-  // backend): reading now notices that before a statement is sent, so the caller reconnects
-  // instead of failing the request.
-  return Healthy() && PQconsumeInput(conn_) != 0 && PQstatus(conn_) == CONNECTION_OK;
+  // backend: a FATAL message, then the close). Peeking notices that before a statement is sent,
+  // so the caller reconnects instead of failing the request. (libpq's PQconsumeInput may read the
+  // message without seeing the close, and report the connection as fine.)
+  if (!Healthy()) return false;
+  char byte = 0;
+  const auto n = ::recv(PQsocket(conn_), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
 void Connection::ThrowConnectionError(const std::string& what) {

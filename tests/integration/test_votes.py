@@ -645,5 +645,5 @@ def test_votes_while_the_database_drops_connections_answer_200_or_503_and_recove
     # The last terminations take effect within moments; after them the next vote succeeds.
     time.sleep(0.3)
     r = vote(s, users[1].token, polls[15], 1)
-    assert r.status == 200, r
+    assert r.status == 200, (r, s.read_log()[-2000:])
     assert r.json["stats"]["totalVotes"] == isolated.db("SELECT count(*) FROM votes WHERE poll_id = %s", polls[15])[0][0]
