@@ -6,6 +6,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
@@ -167,6 +168,19 @@ struct App::Worker : api::Readiness {
   }
 
   // Periodic work of this thread; ends when the app stops.
+  // Accepts connections once this thread's Redis client is connected, or after
+  // redis.connect_timeout: a first request must not find the rate limiter on its per-instance
+  // fallback only because the process has just started.
+  asio::awaitable<void> StartServing() {
+    asio::steady_timer wait(ioc);
+    const auto deadline = std::chrono::steady_clock::now() + shared.config.redis.connect_timeout;
+    while (!redis.Connected() && std::chrono::steady_clock::now() < deadline) {
+      wait.expires_after(std::chrono::milliseconds(5));
+      co_await wait.async_wait(use_awaitable);
+    }
+    if (!shared.stopping) server.Start();
+  }
+
   asio::awaitable<void> Background(bool refresh_feed) {
     auto& timer = background_timer;
     auto last_purge = std::chrono::steady_clock::now();
@@ -310,7 +324,7 @@ int App::Run() {
   for (std::size_t i = 0; i < workers_.size(); ++i) {
     auto& w = *workers_[i];
     w.redis.Start();
-    w.server.Start();
+    asio::co_spawn(w.ioc, w.StartServing(), asio::detached);
     asio::co_spawn(w.ioc, w.Background(i == 0), asio::detached);
   }
 
