@@ -42,6 +42,12 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 using asio::use_awaitable;
 
+// The event loops' connections: statement_timeout bounds every statement.
+std::string PoolConninfo(const config::PostgresConfig& pg) {
+  return config::PostgresConninfo(pg) + " options='-c statement_timeout=" + std::to_string(pg.statement_timeout.count()) +
+         "'";
+}
+
 int ThreadCount(const config::Config& config) {
   if (config.server.threads > 0) return config.server.threads;
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -86,10 +92,8 @@ struct App::Shared : services::AnswerListener, services::PollCreatedListener {
 struct App::Worker : api::Readiness {
   Worker(Shared& s, int threads)
       : shared(s),
-        pg(ioc.get_executor(),
-           config::PostgresConninfo(s.config.postgres) + " options='-c statement_timeout=" +
-               std::to_string(s.config.postgres.statement_timeout.count()) + "'",
-           std::max(1, s.config.postgres.max_connections / threads), s.config.postgres.connect_timeout),
+        pg(ioc.get_executor(), PoolConninfo(s.config.postgres), std::max(1, s.config.postgres.max_connections / threads),
+           s.config.postgres.connect_timeout),
         redis(ioc.get_executor(), s.config.redis),
         feed(pg, s.feed, s.config.feed, s.metrics, s.config.jwt.secret_key),
         stats(pg, redis, s.config.redis, s.metrics),
@@ -167,7 +171,6 @@ struct App::Worker : api::Readiness {
     });
   }
 
-  // Periodic work of this thread; ends when the app stops.
   // Accepts connections once this thread's Redis client is connected, or after
   // redis.connect_timeout: a first request must not find the rate limiter on its per-instance
   // fallback only because the process has just started.
@@ -181,6 +184,7 @@ struct App::Worker : api::Readiness {
     if (!shared.stopping) server.Start();
   }
 
+  // Periodic work of this thread; ends when the app stops.
   asio::awaitable<void> Background(bool refresh_feed) {
     auto& timer = background_timer;
     auto last_purge = std::chrono::steady_clock::now();
@@ -252,10 +256,8 @@ int App::Run() {
   // one connection of their own.
   asio::io_context vote_ioc(1);
   auto vote_work = asio::make_work_guard(vote_ioc);
-  storage::Pool vote_pool(vote_ioc.get_executor(),
-                          config::PostgresConninfo(config_.postgres) + " options='-c statement_timeout=" +
-                              std::to_string(config_.postgres.statement_timeout.count()) + "'",
-                          config_.votes.batches_in_flight, config_.postgres.connect_timeout);
+  storage::Pool vote_pool(vote_ioc.get_executor(), PoolConninfo(config_.postgres), config_.votes.batches_in_flight,
+                          config_.postgres.connect_timeout);
   shared_->votes.UseWriter(vote_ioc.get_executor(), vote_pool);
   std::thread vote_thread([&vote_ioc] { vote_ioc.run(); });
 

@@ -158,17 +158,17 @@ VoteService::Group VoteService::MakeGroup(std::vector<std::shared_ptr<Pending>> 
   return group;
 }
 
-bool VoteService::Apply(Group& group, std::vector<storage::PipelineOutcome>& outcomes) {
+VoteService::Applied VoteService::Apply(Group& group, std::vector<storage::PipelineOutcome>& outcomes) {
   if (outcomes[0].error) {
     const auto& error = *outcomes[0].error;
     // A deadlock or serialization failure rolled the whole group back: safe to run again.
     if ((error.SqlState() == "40P01" || error.SqlState() == "40001") && ++group.attempts < 3) {
       spdlog::warn("vote group retry after {}", error.SqlState());
-      return false;
+      return Applied::kRetry;
     }
     const auto failure = std::make_exception_ptr(error);
     for (auto& p : group.votes) p->error = failure;
-    return true;
+    return Applied::kFailed;
   }
   const auto& result = *outcomes[0].result;
   for (int row = 0; row < result.Rows(); ++row) {
@@ -193,7 +193,7 @@ bool VoteService::Apply(Group& group, std::vector<storage::PipelineOutcome>& out
     // stats read.
     spdlog::warn("vote stats read after commit failed: {}", outcomes[1].error->what());
   }
-  return true;
+  return Applied::kCommitted;
 }
 
 asio::awaitable<void> VoteService::Flush(int slot, asio::any_io_executor home) {
@@ -274,13 +274,13 @@ asio::awaitable<void> VoteService::Flush(int slot, asio::any_io_executor home) {
       auto outcomes = co_await (*lease)->ReceiveEach(2);
       auto group = std::move(in_flight.front());
       in_flight.pop_front();
-      if (Apply(group, outcomes)) {
+      const auto applied = Apply(group, outcomes);
+      if (applied == Applied::kRetry) {
+        again.push_back(std::move(group));
+      } else {
         // The next group commits while this one moves the stats cache and answers its voters
         // (on `home`: the stats cache belongs to this service's thread).
-        const bool committed = group.votes.empty() || !group.votes.front()->error;
-        asio::co_spawn(home, Finish(std::move(group.votes), committed), asio::detached);
-      } else {
-        again.push_back(std::move(group));
+        asio::co_spawn(home, Finish(std::move(group.votes), applied == Applied::kCommitted), asio::detached);
       }
     } catch (const std::exception&) {
       fail_all(std::nullopt);

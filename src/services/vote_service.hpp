@@ -82,10 +82,11 @@ class VoteService {
   asio::awaitable<void> Flush(int slot, asio::any_io_executor home);
   struct Group;
   Group MakeGroup(std::vector<std::shared_ptr<Pending>> batch, int slot) const;
-  // Takes a group's outcomes into its votes. False when a deadlock rolled it back and it is to be
-  // sent again; otherwise every vote has its status, or the error when the group failed.
-  bool Apply(Group& group, std::vector<storage::PipelineOutcome>& outcomes);
-  // Reads the committed counts, moves the stats cache forward, then answers the group.
+  // Takes a group's outcomes into its votes: each vote has its status (kCommitted), or the group's
+  // error (kFailed); kRetry when a deadlock rolled the group back and it is to be sent again.
+  enum class Applied { kCommitted, kFailed, kRetry };
+  Applied Apply(Group& group, std::vector<storage::PipelineOutcome>& outcomes);
+  // Moves the stats cache forward with the group's fresh counts, then answers its voters.
   asio::awaitable<void> Finish(std::vector<std::shared_ptr<Pending>> batch, bool committed);
 
   storage::Pool& pg_;
