@@ -5,6 +5,7 @@
 DELETE FROM votes WHERE user_id >= 1000;
 DELETE FROM skips WHERE user_id >= 1000;
 DELETE FROM daily_votes WHERE user_id >= 1000;
+DELETE FROM answer_seqs WHERE user_id >= 1000;
 TRUNCATE outbox, idempotency_keys;
 -- Counters equal the stored votes again (sum over shards; all in shard 0).
 TRUNCATE poll_option_counts;
