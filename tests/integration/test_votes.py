@@ -5,9 +5,10 @@ import threading
 import time
 import uuid
 
+import psycopg2
 import pytest
 
-from conftest import parallel
+from conftest import PG, parallel, wait_until
 
 
 # Poll ids start at a random offset in these modules (see conftest.distinct_poll_ids).
@@ -647,3 +648,43 @@ def test_votes_while_the_database_drops_connections_answer_200_or_503_and_recove
     r = vote(s, users[1].token, polls[15], 1)
     assert r.status == 200, (r, s.read_log()[-2000:])
     assert r.json["stats"]["totalVotes"] == isolated.db("SELECT count(*) FROM votes WHERE poll_id = %s", polls[15])[0][0]
+
+
+def test_a_vote_group_rolled_back_to_break_a_deadlock_is_written_again(make_isolated_server, isolated):
+    """PostgreSQL breaks a deadlock by rolling back one of its transactions (40P01). When that is a
+    vote group, the server sends the group again: the voter gets 200, and the vote is stored and
+    counted once."""
+    s = make_isolated_server(name="votes-deadlock")
+    user = s.register()
+    poll = s.create_poll(user.token, title=f"Deadlock {uuid.uuid4().hex[:6]}")["id"]
+    # Counter rows for every shard a group may use (votes.counter_shards is 16), so that another
+    # transaction can hold them all; rows of 0 change no total.
+    isolated.db("INSERT INTO poll_option_counts (poll_id, option_index, shard, votes) "
+                "SELECT %s, 0, s, 0 FROM generate_series(0, 63) AS s ON CONFLICT DO NOTHING", poll)
+    waiting_groups = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                      "AND application_name = 'vote' AND wait_event_type = 'Lock'")
+    blocker = psycopg2.connect(dbname=isolated.database, **PG)
+    answer = {}
+    voter = threading.Thread(target=lambda: answer.update(r=vote(s, user.token, poll, 0)))
+    try:
+        cur = blocker.cursor()
+        cur.execute("SELECT 1 FROM poll_option_counts WHERE poll_id = %s FOR UPDATE", (poll,))
+        voter.start()
+        # The group has taken the voter's lock (cast_votes takes it first) and waits for a counter row.
+        wait_until(lambda: isolated.db(waiting_groups)[0][0] == 1, 10, interval=0.02,
+                   message="the vote group waiting for the counter row")
+        # Now this transaction waits for the voter's lock: a deadlock. After deadlock_timeout the
+        # transaction that waited first, the group's, is rolled back; this one goes on.
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (user.id,))
+        blocker.commit()
+    finally:
+        blocker.close()
+        if voter.is_alive():
+            voter.join(30)
+    r = answer["r"]
+    assert r.status == 200, (r, s.read_log()[-2000:])
+    assert r.json["stats"]["totalVotes"] == 1
+    assert "vote group retry after 40P01" in s.read_log()
+    assert isolated.db("SELECT count(*) FROM votes WHERE poll_id = %s", poll)[0][0] == 1
+    assert isolated.db("SELECT sum(votes) FROM poll_option_counts WHERE poll_id = %s", poll)[0][0] == 1
+    assert isolated.db("SELECT count FROM daily_votes WHERE user_id = %s", user.id)[0][0] == 1
