@@ -142,7 +142,7 @@ boost::asio::awaitable<Response> Pipeline::Handle(Request& request) {
   } catch (const storage::PgError& e) {
     // Details go to the log only; the client learns nothing about the database.
     spdlog::error("request {} failed: database error {}: {}", request.request_id, e.SqlState(), e.what());
-    response = e.IsConnectionLost()
+    response = e.IsTransient()
                    ? ErrorResponse(ApiError(Status::service_unavailable, "unavailable", "service temporarily unavailable"))
                    : InternalErrorResponse();
   } catch (const std::exception& e) {

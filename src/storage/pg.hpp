@@ -31,6 +31,13 @@ class PgError : public std::runtime_error {
   const std::string& Constraint() const { return constraint_; }
   bool IsUniqueViolation() const { return sqlstate_ == "23505"; }
   bool IsConnectionLost() const { return sqlstate_.starts_with("08") || sqlstate_.empty(); }
+  // Worth the client's trying again: the connection went, or the statement lost a race or ran
+  // out of time or resources (class 40: serialization failure, deadlock; 55P03 lock not
+  // available; 57014 canceled, e.g. statement_timeout; 57P0x server shutting down; class 53).
+  bool IsTransient() const {
+    return IsConnectionLost() || sqlstate_.starts_with("40") || sqlstate_.starts_with("53") ||
+           sqlstate_.starts_with("57P0") || sqlstate_ == "55P03" || sqlstate_ == "57014";
+  }
 
  private:
   std::string sqlstate_;
