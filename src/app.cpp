@@ -43,9 +43,10 @@ namespace json = boost::json;
 using asio::use_awaitable;
 
 // The event loops' connections: statement_timeout bounds every statement.
-std::string PoolConninfo(const config::PostgresConfig& pg) {
+// `more_options`: further `-c name=value` settings for these connections.
+std::string PoolConninfo(const config::PostgresConfig& pg, const std::string& more_options = {}) {
   return config::PostgresConninfo(pg) + " options='-c statement_timeout=" + std::to_string(pg.statement_timeout.count()) +
-         "'";
+         (more_options.empty() ? "" : " " + more_options) + "'";
 }
 
 int ThreadCount(const config::Config& config) {
@@ -253,11 +254,15 @@ int App::Run() {
   for (int i = 0; i < threads; ++i) workers_.push_back(std::make_unique<Worker>(*shared_, threads));
 
   // Vote groups are written from a thread of their own (services::VoteQueue::UseWriter), over
-  // one connection of their own.
+  // one connection of their own. Its two statements (and those inside cast_votes()) take their
+  // generic plan from the first run: left to choose, PostgreSQL planned the counts read of a
+  // group afresh on every run (a custom plan for each array of poll ids, 0.17 ms of the
+  // database's time per group) to arrive at the same plan.
   asio::io_context vote_ioc(1);
   auto vote_work = asio::make_work_guard(vote_ioc);
-  storage::Pool vote_pool(vote_ioc.get_executor(), PoolConninfo(config_.postgres), config_.votes.batches_in_flight,
-                          config_.postgres.connect_timeout);
+  storage::Pool vote_pool(vote_ioc.get_executor(),
+                          PoolConninfo(config_.postgres, "-c plan_cache_mode=force_generic_plan"),
+                          config_.votes.batches_in_flight, config_.postgres.connect_timeout);
   shared_->votes.UseWriter(vote_ioc.get_executor(), vote_pool);
   std::thread vote_thread([&vote_ioc] { vote_ioc.run(); });
 
