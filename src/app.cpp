@@ -249,9 +249,15 @@ int App::RunWorkerOnly() {
 
 int App::Run() {
   if (mode_ == Mode::kWorker) return RunWorkerOnly();
+  // Binding comes before any thread starts: an exception after that would have to stop them.
+  auto address = asio::ip::make_address(config_.server.host);
+  unsigned short port = static_cast<unsigned short>(config_.server.port);
+  http::EnsurePortFree({address, port});
 
   const int threads = ThreadCount(config_);
   for (int i = 0; i < threads; ++i) workers_.push_back(std::make_unique<Worker>(*shared_, threads));
+  // Listen on every thread; the first bind picks the port when 0 was asked for.
+  for (auto& w : workers_) port = w->server.Listen({address, port});
 
   // Vote groups are written from a thread of their own (services::VoteQueue::UseWriter), over
   // one connection of their own. Its two statements (and those inside cast_votes()) take their
@@ -266,10 +272,6 @@ int App::Run() {
   shared_->votes.UseWriter(vote_ioc.get_executor(), vote_pool);
   std::thread vote_thread([&vote_ioc] { vote_ioc.run(); });
 
-  // Listen on every thread; the first bind picks the port when 0 was asked for.
-  auto address = asio::ip::make_address(config_.server.host);
-  unsigned short port = static_cast<unsigned short>(config_.server.port);
-  for (auto& w : workers_) port = w->server.Listen({address, port});
   if (!config_.server.port_file.empty()) {
     std::ofstream(config_.server.port_file) << port << "\n";
   }

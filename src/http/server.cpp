@@ -36,6 +36,25 @@ Server::Server(asio::io_context& ioc, ServerOptions options, RequestHandler hand
       acceptor_(ioc),
       sweep_timer_(ioc) {}
 
+void EnsurePortFree(const tcp::endpoint& endpoint) {
+  if (endpoint.port() == 0) return;
+  // A bind without SO_REUSEPORT fails while any socket listens on the port (SO_REUSEADDR only
+  // passes over connections of a closed listener in TIME_WAIT).
+  tcp::acceptor probe(asio::system_executor{});
+  probe.open(endpoint.protocol());
+  probe.set_option(asio::socket_base::reuse_address(true));
+  boost::system::error_code ec;
+  probe.bind(endpoint, ec);
+  if (ec == asio::error::address_in_use) {
+    throw std::runtime_error("port " + std::to_string(endpoint.port()) + " on " + endpoint.address().to_string() +
+                             " is already in use (another server?)");
+  }
+  if (ec) {
+    throw std::runtime_error("cannot listen on " + endpoint.address().to_string() + ":" +
+                             std::to_string(endpoint.port()) + ": " + ec.message());
+  }
+}
+
 unsigned short Server::Listen(const tcp::endpoint& endpoint) {
   acceptor_.open(endpoint.protocol());
   acceptor_.set_option(asio::socket_base::reuse_address(true));
@@ -43,8 +62,13 @@ unsigned short Server::Listen(const tcp::endpoint& endpoint) {
   if (::setsockopt(acceptor_.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
     throw std::runtime_error("SO_REUSEPORT is not available");
   }
-  acceptor_.bind(endpoint);
-  acceptor_.listen(asio::socket_base::max_listen_connections);
+  boost::system::error_code ec;
+  acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    throw std::runtime_error("cannot listen on " + endpoint.address().to_string() + ":" +
+                             std::to_string(endpoint.port()) + ": " + ec.message());
+  }
   return acceptor_.local_endpoint().port();
 }
 

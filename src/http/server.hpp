@@ -30,6 +30,11 @@ using RequestHandler = std::function<asio::awaitable<Response>(Request&)>;
 // Takes over a connection whose request was answered 101 (WebSocket).
 using UpgradeHandler = std::function<void(Request&&, tcp::socket&&, boost::beast::flat_buffer&&)>;
 
+// Throws when something already listens on `endpoint` (port 0: never). SO_REUSEPORT, which lets
+// the threads of one process share their port, would also let a second process on the same
+// port take half of its connections without a word; call this before the first Listen.
+void EnsurePortFree(const tcp::endpoint& endpoint);
+
 // One acceptor and its connections on one event-loop thread. Several servers (one per thread)
 // share a port with SO_REUSEPORT, so the kernel spreads connections without locks.
 class Server {

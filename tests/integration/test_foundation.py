@@ -824,6 +824,28 @@ def test_migrate_status_on_the_test_database_lists_all_applied(database):
     assert result.stdout.split("\n")[:-1] == [f"{v} {n} applied" for v, n in migration_files()], result.stdout
 
 
+def test_a_second_server_on_a_port_in_use_refuses_to_start(make_server, database):
+    """The threads of one server share their port (SO_REUSEPORT); a second server on that port
+    must not silently take half of its connections."""
+    first = make_server(name="port-owner")
+    result = run_vote(["serve", "--config", CONFIG],
+                      env={"VOTE_POSTGRES_DBNAME": database, "VOTE_SERVER_PORT": str(first.port)}, timeout=30)
+    assert result.returncode == 1, (result.stdout[-2000:], result.stderr)
+    assert f"port {first.port} on 127.0.0.1 is already in use" in result.stderr, result.stderr
+    for _ in range(20):  # every connection still reaches the first server
+        assert first.request("GET", "/healthz").status == 200
+
+
+@pytest.mark.parametrize("port", ["0", "8099"])
+def test_serve_on_an_address_it_cannot_bind_exits_with_a_clear_error(database, port):
+    """192.0.2.1 (TEST-NET-1) is no address of this machine."""
+    result = run_vote(["serve", "--config", CONFIG],
+                      env={"VOTE_POSTGRES_DBNAME": database, "VOTE_SERVER_HOST": "192.0.2.1", "VOTE_SERVER_PORT": port},
+                      timeout=30)
+    assert result.returncode == 1, (result.stdout[-2000:], result.stderr)
+    assert f"error: cannot listen on 192.0.2.1:{port}: Cannot assign requested address" in result.stderr, result.stderr
+
+
 def test_migrate_against_unreachable_postgres_fails_cleanly():
     result = run_vote(["migrate", "up", "--config", CONFIG],
                       env={"VOTE_POSTGRES_PORT": "1", "VOTE_POSTGRES_CONNECT_TIMEOUT": "2s"}, timeout=30)
