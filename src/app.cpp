@@ -42,8 +42,8 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 using asio::use_awaitable;
 
-// The event loops' connections: statement_timeout bounds every statement.
-// `more_options`: further `-c name=value` settings for these connections.
+// Connections of the event loops and of the vote writer: statement_timeout bounds every
+// statement; `more_options` adds further `-c name=value` settings.
 std::string PoolConninfo(const config::PostgresConfig& pg, const std::string& more_options = {}) {
   return config::PostgresConninfo(pg) + " options='-c statement_timeout=" + std::to_string(pg.statement_timeout.count()) +
          (more_options.empty() ? "" : " " + more_options) + "'";

@@ -26,6 +26,11 @@ Response PlainError(Status status, std::string code, std::string message, std::s
   return response;
 }
 
+std::runtime_error CannotListen(const tcp::endpoint& endpoint, const boost::system::error_code& ec) {
+  return std::runtime_error("cannot listen on " + endpoint.address().to_string() + ":" +
+                            std::to_string(endpoint.port()) + ": " + ec.message());
+}
+
 }  // namespace
 
 Server::Server(asio::io_context& ioc, ServerOptions options, RequestHandler handler, UpgradeHandler upgrade)
@@ -50,8 +55,7 @@ void EnsurePortFree(const tcp::endpoint& endpoint) {
                              " is already in use (another server?)");
   }
   if (ec) {
-    throw std::runtime_error("cannot listen on " + endpoint.address().to_string() + ":" +
-                             std::to_string(endpoint.port()) + ": " + ec.message());
+    throw CannotListen(endpoint, ec);
   }
 }
 
@@ -66,8 +70,7 @@ unsigned short Server::Listen(const tcp::endpoint& endpoint) {
   acceptor_.bind(endpoint, ec);
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
-    throw std::runtime_error("cannot listen on " + endpoint.address().to_string() + ":" +
-                             std::to_string(endpoint.port()) + ": " + ec.message());
+    throw CannotListen(endpoint, ec);
   }
   return acceptor_.local_endpoint().port();
 }
