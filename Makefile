@@ -10,7 +10,7 @@ export CCACHE_DIR ?= $(HOME)/.cache/ccache
 run: bootstrap build stack-up migrate
 	$(BIN) serve --config config/config.yaml
 
-test: bootstrap build-test stack-up
+test: bootstrap build-test
 	scripts/test
 
 build: bootstrap

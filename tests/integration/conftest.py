@@ -267,17 +267,18 @@ def redis_client():
 # would land on this session's users and polls. Tests that count events, rate-limit budgets or
 # hot polls use `isolated`: a database, a vhost and a Redis database of their own.
 
-RABBITMQCTL = ["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", os.environ.get("RABBITMQ_NODENAME", "rabbit@localhost")]
+RABBITMQ_PORT = int(os.environ.get("VOTE_RABBITMQ_PORT", "5672"))
 RABBITMQ_USER = os.environ.get("VOTE_RABBITMQ_USER", "guest")
+RABBITMQ_PASSWORD = os.environ.get("VOTE_RABBITMQ_PASSWORD", "guest")
 # Redis databases handed out to isolated sessions (0 is `make run`'s, 9 the shared harness').
 ISOLATED_REDIS_DBS = range(10, 16)
 ISOLATED_REDIS_CLAIM = "vote-it:owner"
 
 
 def rabbitmqctl(*args, timeout=120, check=True):
-    """Runs rabbitmqctl against the local node (scripts/stack's); returns its stdout."""
-    env = dict(os.environ, HOME=os.path.join(ROOT, ".stack", "rabbitmq", "home"))
-    done = subprocess.run(RABBITMQCTL + list(args), env=env, capture_output=True, text=True, timeout=timeout)
+    """Runs rabbitmqctl against the test stack's node (scripts/stack knows its name and cookie)."""
+    done = subprocess.run([os.path.join(ROOT, "scripts", "stack"), "rabbitmqctl", *args],
+                          capture_output=True, text=True, timeout=timeout)
     if check and done.returncode != 0:
         raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {done.stdout} {done.stderr}")
     return done.stdout
@@ -328,7 +329,7 @@ def start_redis():
 
 def rabbitmq_up():
     try:
-        with socket_lib.create_connection(("127.0.0.1", int(os.environ.get("VOTE_RABBITMQ_PORT", "5672"))), 1):
+        with socket_lib.create_connection(("127.0.0.1", RABBITMQ_PORT), 1):
             return True
     except OSError:
         return False

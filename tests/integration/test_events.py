@@ -13,7 +13,8 @@ import pika
 import pytest
 import websocket
 
-from conftest import metric, parallel, start_rabbitmq, stop_rabbitmq, wait_until
+from conftest import (RABBITMQ_PASSWORD, RABBITMQ_PORT, RABBITMQ_USER, metric, parallel, start_rabbitmq, stop_rabbitmq,
+                      wait_until)
 
 # Reconnect quickly after the broker returns, so the outage tests stay short.
 FAST = {"VOTE_RABBITMQ_RECONNECT_INTERVAL": "300ms"}
@@ -92,8 +93,9 @@ def readiness(s, status):
 
 
 def amqp(isolated):
-    params = pika.ConnectionParameters(host="127.0.0.1", port=5672, virtual_host=isolated.vhost,
-                                       credentials=pika.PlainCredentials("guest", "guest"), connection_attempts=3)
+    params = pika.ConnectionParameters(host="127.0.0.1", port=RABBITMQ_PORT, virtual_host=isolated.vhost,
+                                       credentials=pika.PlainCredentials(RABBITMQ_USER, RABBITMQ_PASSWORD),
+                                       connection_attempts=3)
     return pika.BlockingConnection(params)
 
 
