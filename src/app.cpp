@@ -49,6 +49,10 @@ std::string PoolConninfo(const config::PostgresConfig& pg, const std::string& mo
          (more_options.empty() ? "" : " " + more_options) + "'";
 }
 
+storage::PoolLimits PoolLimitsOf(const config::PostgresConfig& pg, int size) {
+  return {size, pg.connect_timeout, pg.acquire_timeout, static_cast<std::size_t>(pg.max_waiters)};
+}
+
 int ThreadCount(const config::Config& config) {
   if (config.server.threads > 0) return config.server.threads;
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -93,8 +97,8 @@ struct App::Shared : services::AnswerListener, services::PollCreatedListener {
 struct App::Worker : api::Readiness {
   Worker(Shared& s, int threads)
       : shared(s),
-        pg(ioc.get_executor(), PoolConninfo(s.config.postgres), std::max(1, s.config.postgres.max_connections / threads),
-           s.config.postgres.connect_timeout),
+        pg(ioc.get_executor(), PoolConninfo(s.config.postgres),
+           PoolLimitsOf(s.config.postgres, std::max(1, s.config.postgres.max_connections / threads))),
         redis(ioc.get_executor(), s.config.redis),
         feed(pg, s.feed, s.config.feed, s.metrics, s.config.jwt.secret_key),
         stats(pg, redis, s.config.redis, s.metrics),
@@ -268,7 +272,7 @@ int App::Run() {
   auto vote_work = asio::make_work_guard(vote_ioc);
   storage::Pool vote_pool(vote_ioc.get_executor(),
                           PoolConninfo(config_.postgres, "-c plan_cache_mode=force_generic_plan"),
-                          config_.votes.batches_in_flight, config_.postgres.connect_timeout);
+                          PoolLimitsOf(config_.postgres, config_.votes.batches_in_flight));
   shared_->votes.UseWriter(vote_ioc.get_executor(), vote_pool);
   std::thread vote_thread([&vote_ioc] { vote_ioc.run(); });
 

@@ -32,12 +32,28 @@ awaitable<Response> MetricsText(Request&, Services& s) {
 
 #include <boost/beast/websocket/rfc6455.hpp>
 
+#include <algorithm>
+#include <cctype>
+
 namespace vote::api {
 
 awaitable<Response> WebSocketUpgrade(Request& req, Services&) {
   if (!boost::beast::websocket::is_upgrade(req.message)) {
     throw http::ApiError(http::Status::upgrade_required, "upgrade_required", "this endpoint speaks WebSocket only");
   }
+  // Checked here, so a handshake that cannot succeed is answered in the API's error shape
+  // rather than by the WebSocket layer's own plain-text 400 (RFC 6455 4.2.1, 4.4).
+  if (req.Header("Sec-WebSocket-Version") != "13") {
+    throw std::move(http::ApiError(http::Status::upgrade_required, "upgrade_required",
+                                   "only WebSocket version 13 is spoken here"))
+        .WithHeader("Sec-WebSocket-Version", "13");
+  }
+  const auto key = req.Header("Sec-WebSocket-Key");
+  const bool key_ok = key.size() == 24 && key.ends_with("==") &&
+                      std::all_of(key.begin(), key.end() - 2, [](unsigned char c) {
+                        return std::isalnum(c) != 0 || c == '+' || c == '/';
+                      });
+  if (!key_ok) throw http::BadRequest("bad_request", "Sec-WebSocket-Key must be 16 bytes in base64");
   co_return http::EmptyResponse(http::Status::switching_protocols);
 }
 

@@ -47,12 +47,21 @@ services::FeedQuery ParseFeedQuery(const Request& req) {
   }
   if (auto tag = req.Query("tag")) {
     auto normalized = domain::AsciiLower(domain::Trim(*tag));
-    if (!normalized.empty()) query.tag = std::move(normalized);
+    if (!domain::IsTag(normalized) && !normalized.empty()) {
+      errors.push_back({"tag", "must be 1-32 characters of a-z, 0-9 and '-'"});
+    } else if (!normalized.empty()) {
+      query.tag = std::move(normalized);
+    }
   }
   if (auto text = req.Query("q")) {
     auto trimmed = domain::Trim(*text);
-    if (trimmed.size() > 200) errors.push_back({"q", "must be at most 200 characters"});
-    if (!trimmed.empty()) query.text = std::move(trimmed);
+    if (trimmed.size() > 200) {
+      errors.push_back({"q", "must be at most 200 characters"});
+    } else if (domain::Utf8Length(trimmed) < 0 || domain::HasControlCharacters(trimmed)) {
+      errors.push_back({"q", "must be UTF-8 text without control characters"});
+    } else if (!trimmed.empty()) {
+      query.text = std::move(trimmed);
+    }
   }
   if (auto cursor = req.Query("cursor")) {
     if (!cursor->empty()) query.cursor = std::move(*cursor);

@@ -103,6 +103,8 @@ std::vector<Field> Fields(Config& c) {
   Bind(f, "postgres", "max_connections", c.postgres.max_connections);
   Bind(f, "postgres", "connect_timeout", c.postgres.connect_timeout);
   Bind(f, "postgres", "statement_timeout", c.postgres.statement_timeout);
+  Bind(f, "postgres", "acquire_timeout", c.postgres.acquire_timeout);
+  Bind(f, "postgres", "max_waiters", c.postgres.max_waiters);
   Bind(f, "postgres", "migrations_dir", c.postgres.migrations_dir);
   Bind(f, "redis", "host", c.redis.host);
   Bind(f, "redis", "port", c.redis.port);
@@ -138,6 +140,8 @@ std::vector<Field> Fields(Config& c) {
   Bind(f, "votes", "daily_limit", c.votes.daily_limit);
   Bind(f, "votes", "counter_shards", c.votes.counter_shards);
   Bind(f, "votes", "batch_max", c.votes.batch_max);
+  Bind(f, "votes", "answer_timeout", c.votes.answer_timeout);
+  Bind(f, "votes", "max_queue", c.votes.max_queue);
   Bind(f, "votes", "batches_in_flight", c.votes.batches_in_flight);
   Bind(f, "votes", "parallel_batch_min", c.votes.parallel_batch_min);
   Bind(f, "votes", "idempotency_ttl", c.votes.idempotency_ttl);
@@ -184,6 +188,8 @@ void Validate(const Config& c) {
           "server.env (development, test or production)");
   require(c.server.max_body_bytes > 0, "server.max_body_bytes (> 0)");
   require(c.postgres.max_connections >= 1, "postgres.max_connections (>= 1)");
+  require(c.postgres.max_waiters >= 1, "postgres.max_waiters (>= 1)");
+  require(c.votes.max_queue >= 1, "votes.max_queue (>= 1)");
   require(c.redis.db >= 0, "redis.db (>= 0)");
   require(c.jwt.token_duration.count() > 0, "jwt.token_duration (> 0)");
   require(!c.jwt.secret_key.empty(), "jwt.secret_key (not empty)");

@@ -37,6 +37,8 @@ struct PostgresConfig {
   int max_connections = 16;  // per instance, split across event-loop threads
   Duration connect_timeout{std::chrono::seconds(5)};
   Duration statement_timeout{std::chrono::seconds(10)};
+  Duration acquire_timeout{std::chrono::seconds(2)};  // a request waiting for a pooled connection
+  int max_waiters = 256;                              // per pool; more waiting: 503
   std::string migrations_dir = "migrations";
 };
 
@@ -93,6 +95,8 @@ struct VotesConfig {
   int batches_in_flight = 1;  // vote writers per instance; fewer means larger groups per commit
   int parallel_batch_min = 8;  // votes waiting before a group is queued behind one in flight
   Duration idempotency_ttl{std::chrono::hours(24)};
+  Duration answer_timeout{std::chrono::seconds(10)};  // a voter waits this long for its group, then 503
+  int max_queue = 10000;                               // votes waiting per instance; more: 503
 };
 
 struct FeedConfig {

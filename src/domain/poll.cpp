@@ -54,6 +54,10 @@ std::u32string CaseKey(std::string_view text) {
 
 }  // namespace
 
+bool IsTag(std::string_view text) {
+  return !text.empty() && text.size() <= 32 && std::all_of(text.begin(), text.end(), IsTagChar);
+}
+
 std::int64_t Stats::Total() const { return std::accumulate(votes.begin(), votes.end(), std::int64_t{0}); }
 
 NewPoll ValidateNewPoll(const json::object& body) {
@@ -63,7 +67,11 @@ NewPoll ValidateNewPoll(const json::object& body) {
   if (auto title = StringField(body.if_contains("title"), "title", errors)) {
     poll.title = Trim(*title);
     const auto length = Utf8Length(poll.title);
-    if (length < 1 || length > 200) errors.push_back({"title", "must be 1-200 characters after trimming"});
+    if (length < 1 || length > 200) {
+      errors.push_back({"title", "must be 1-200 characters after trimming"});
+    } else if (HasControlCharacters(poll.title)) {
+      errors.push_back({"title", "must not contain control characters"});
+    }
   }
 
   const auto* options = body.if_contains("options");
@@ -81,6 +89,8 @@ NewPoll ValidateNewPoll(const json::object& body) {
       const auto length = Utf8Length(option);
       if (length < 1 || length > 100) {
         errors.push_back({field, "must be 1-100 characters after trimming"});
+      } else if (HasControlCharacters(option)) {
+        errors.push_back({field, "must not contain control characters"});
       } else if (!seen.insert(CaseKey(option)).second) {
         errors.push_back({field, "duplicates another option (ignoring case)"});
       }
@@ -99,7 +109,7 @@ NewPoll ValidateNewPoll(const json::object& body) {
       auto text = StringField(&tags->as_array()[i], field, errors);
       if (!text) continue;
       auto tag = AsciiLower(Trim(*text));
-      if (tag.empty() || tag.size() > 32 || !std::all_of(tag.begin(), tag.end(), IsTagChar)) {
+      if (!IsTag(tag)) {
         errors.push_back({field, "must be 1-32 characters of a-z, 0-9 and '-'"});
       } else if (std::find(poll.tags.begin(), poll.tags.end(), tag) == poll.tags.end()) {
         poll.tags.push_back(std::move(tag));

@@ -45,6 +45,8 @@ struct Stats {
 // Applies the poll rules of the API contract: trims, lower-cases tags, merges duplicate tags,
 // refuses everything else with validation_failed details.
 NewPoll ValidateNewPoll(const boost::json::object& body);
+// A tag as stored: 1-32 characters of a-z, 0-9 and '-' (lower-cased and trimmed first).
+bool IsTag(std::string_view text);
 
 boost::json::object ToJson(const Poll& poll);
 // A poll with the caller's answer: myVote and, once answered, stats.

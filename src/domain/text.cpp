@@ -33,10 +33,27 @@ long Utf8Length(std::string_view text) {
     for (std::size_t k = 1; k < width; ++k) {
       if ((static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80) return -1;
     }
+    // Overlong forms, UTF-16 surrogates (U+D800-DFFF) and code points past U+10FFFF are not
+    // UTF-8 either (RFC 3629 4); PostgreSQL refuses them.
+    const auto second = width > 1 ? static_cast<unsigned char>(text[i + 1]) : 0x80;
+    if ((ch == 0xE0 && second < 0xA0) || (ch == 0xED && second > 0x9F) || (ch == 0xF0 && second < 0x90) ||
+        (ch == 0xF4 && second > 0x8F)) {
+      return -1;
+    }
     i += width;
     ++count;
   }
   return count;
+}
+
+bool HasControlCharacters(std::string_view text) {
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto ch = static_cast<unsigned char>(text[i]);
+    if (ch < 0x20 || ch == 0x7F) return true;
+    // C1 controls, U+0080-U+009F: C2 80 .. C2 9F.
+    if (ch == 0xC2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) <= 0x9F) return true;
+  }
+  return false;
 }
 
 }  // namespace vote::domain

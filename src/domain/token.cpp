@@ -2,6 +2,7 @@
 
 #include <jwt.h>
 
+#include <cerrno>
 #include <charconv>
 #include <memory>
 #include <stdexcept>
@@ -10,6 +11,9 @@ namespace vote::domain {
 namespace {
 
 using JwtPtr = std::unique_ptr<jwt_t, void (*)(jwt_t*)>;
+
+// How far in the future a token's nbf or iat may lie: the clocks of instances differ a little.
+constexpr std::int64_t kClockSkewSeconds = 30;
 
 std::int64_t Seconds(TimePoint t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
@@ -64,6 +68,14 @@ std::optional<TokenCodec::Verified> TokenCodec::VerifyClaims(const std::string& 
   errno = 0;
   const long exp = jwt_get_grant_int(jwt.get(), "exp");
   if (errno != 0 || Expired(exp)) return std::nullopt;
+  // Not valid before its nbf; and one issued in the future was not issued by an instance whose
+  // clock is near ours. kClockSkew allows for instances' clocks differing a little.
+  for (const char* claim : {"nbf", "iat"}) {
+    errno = 0;
+    const long at = jwt_get_grant_int(jwt.get(), claim);
+    if (errno == ENOENT) continue;
+    if (errno != 0 || at > Seconds(clock_()) + kClockSkewSeconds) return std::nullopt;
+  }
   const char* subject = jwt_get_grant(jwt.get(), "sub");
   if (subject == nullptr) return std::nullopt;
   std::int64_t user_id = 0;

@@ -142,9 +142,13 @@ boost::asio::awaitable<Response> Pipeline::Handle(Request& request) {
   } catch (const storage::PgError& e) {
     // Details go to the log only; the client learns nothing about the database.
     spdlog::error("request {} failed: database error {}: {}", request.request_id, e.SqlState(), e.what());
-    response = e.IsTransient()
-                   ? ErrorResponse(ApiError(Status::service_unavailable, "unavailable", "service temporarily unavailable"))
-                   : InternalErrorResponse();
+    if (e.IsTransient()) {
+      if (e.SqlState() == storage::kPoolExhausted) metrics_.Shed("pg_pool").Increment();
+      response = ErrorResponse(ApiError(Status::service_unavailable, "unavailable", "service temporarily unavailable")
+                                   .WithHeader("Retry-After", "1"));
+    } else {
+      response = InternalErrorResponse();
+    }
   } catch (const std::exception& e) {
     spdlog::error("request {} failed: {}", request.request_id, e.what());
     response = InternalErrorResponse();

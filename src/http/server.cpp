@@ -16,6 +16,8 @@ namespace vote::http {
 namespace {
 
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+// Read-buffer room beyond the largest header and body: a read may run past a message's end.
+constexpr std::size_t kBufferSlack = 16384;
 
 // An answer from the transport itself (the request never reached the pipeline); it still
 // carries X-Request-ID, echoed when the headers were read far enough to have one.
@@ -107,7 +109,8 @@ void Server::Close(Session& session) {
 asio::awaitable<void> Server::Serve(std::list<Session>::iterator it) {
   namespace bh = boost::beast::http;
   Session& session = *it;
-  boost::beast::flat_buffer buffer;
+  // Bounded: a header, a chunk header or chunk extensions that never end overflow it (400).
+  boost::beast::flat_buffer buffer(options_.max_header_bytes + options_.max_body_bytes + kBufferSlack);
   auto peer_ec = boost::system::error_code{};
   const auto peer = session.socket.remote_endpoint(peer_ec);
   const std::string client_address = peer_ec ? std::string() : peer.address().to_string();
@@ -126,7 +129,8 @@ asio::awaitable<void> Server::Serve(std::list<Session>::iterator it) {
     std::optional<Response> early;
     if (!ec) {
       session.phase = Session::Phase::kReading;
-      session.since = std::chrono::steady_clock::now();
+      // read_timeout counts from the request's first byte, when the sweep saw it arrive.
+      if (!session.got_bytes) session.since = std::chrono::steady_clock::now();
       if (parser.get().count(bh::field::transfer_encoding) > 0 && !parser.chunked()) {
         // Beast would read such a request as bodiless and its body as the next request (RFC 9112
         // 6.3: without chunked as the final coding the length is unknowable; 400 and close).
@@ -137,7 +141,14 @@ asio::awaitable<void> Server::Serve(std::list<Session>::iterator it) {
           auto [wec, wn] = co_await bh::async_write(session.socket, go_on, kUseTuple);
           if (wec) break;
         }
+        const auto header_fields = std::distance(parser.get().begin(), parser.get().end());
         std::tie(ec, n) = co_await bh::async_read(session.socket, buffer, parser, kUseTuple);
+        // Fields after the body (chunked trailers) would join the headers, where an
+        // Authorization among them would be believed: such requests are refused.
+        if (!ec && std::distance(parser.get().begin(), parser.get().end()) != header_fields) {
+          early = PlainError(Status::bad_request, "bad_request", "trailer fields are not accepted",
+                             std::string_view(parser.get()["X-Request-ID"]));
+        }
       }
     }
     if (ec == bh::error::end_of_stream || ec == asio::error::eof || ec == asio::error::operation_aborted ||
@@ -152,6 +163,8 @@ asio::awaitable<void> Server::Serve(std::list<Session>::iterator it) {
     } else if (ec == bh::error::header_limit) {
       early = PlainError(Status::request_header_fields_too_large, "headers_too_large",
                          "the request headers are too large", sent_id);
+    } else if (ec == bh::error::buffer_overflow) {
+      early = PlainError(Status::bad_request, "bad_request", "the request framing is larger than allowed", sent_id);
     } else if (ec) {
       if (!session.socket.is_open() || (parser.got_some() == false && buffer.size() == 0)) break;
       early = PlainError(Status::bad_request, "bad_request", "the request is not valid HTTP", sent_id);

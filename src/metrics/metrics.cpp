@@ -68,6 +68,7 @@ Metrics::Metrics()
       ws_messages_(BuildCounter().Name("vote_websocket_messages_total").Help("WebSocket messages by direction").Register(*registry_)),
       feed_index_polls_(BuildGauge().Name("vote_feed_index_polls").Help("Polls in this instance's feed index").Register(*registry_).Add({})),
       feed_cached_users_(BuildGauge().Name("vote_feed_cached_users").Help("Answered-poll sets held in memory").Register(*registry_).Add({})),
+      load_shed_(BuildCounter().Name("vote_load_shed_total").Help("Requests turned away with 503 past a bound: vote_queue, vote_timeout, pg_pool").Register(*registry_)),
       feed_checks_(BuildCounter().Name("vote_feed_checks_total").Help("Feed checks against the database (one per pick of a page): current (answered set exact) or behind (ids checked)").Register(*registry_)),
       feed_check_current_(feed_checks_.Add({{"result", "current"}})),
       feed_check_behind_(feed_checks_.Add({{"result", "behind"}})),
@@ -82,7 +83,21 @@ Metrics::Metrics()
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()));
 }
 
-void Metrics::ObserveRequest(const std::string& method, const std::string& route, int status, double seconds) {
+namespace {
+
+// Label values come from fixed sets only: a client inventing methods must not invent series.
+std::string_view MethodLabel(std::string_view method) {
+  static constexpr std::array<std::string_view, 7> kKnown{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+  for (const auto known : kKnown) {
+    if (method == known) return known;
+  }
+  return "other";
+}
+
+}  // namespace
+
+void Metrics::ObserveRequest(const std::string& raw_method, const std::string& route, int status, double seconds) {
+  const std::string method(MethodLabel(raw_method));
   std::string key = method;
   key += ' ';
   key += route;

@@ -60,6 +60,8 @@ class Metrics {
   // Feed checks against the database (one per pick of a page): "current" (the user's set was
   // exact, no per-poll probe) or "behind" (the set lagged the stored answers; ids were checked).
   prometheus::Counter& FeedCheck(bool current) { return current ? feed_check_current_ : feed_check_behind_; }
+  // Requests refused past a bound (a full queue, a deadline), by the bound's name.
+  prometheus::Counter& Shed(const std::string& reason) { return load_shed_.Add({{"reason", reason}}); }
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -94,6 +96,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& ws_messages_;
   prometheus::Gauge& feed_index_polls_;
   prometheus::Gauge& feed_cached_users_;
+  prometheus::Family<prometheus::Counter>& load_shed_;
   prometheus::Family<prometheus::Counter>& feed_checks_;
   prometheus::Counter& feed_check_current_;
   prometheus::Counter& feed_check_behind_;

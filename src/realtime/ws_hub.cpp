@@ -127,6 +127,9 @@ asio::awaitable<void> WsHub::Impl::Session(std::shared_ptr<Impl> self, std::shar
     auto& ws = c->ws;
     ws.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
     ws.read_message_max(kMaxMessageBytes);
+    // The 101 names no server software or version (Beast adds its own unless one is set).
+    ws.set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& response) { response.set(beast::http::field::server, "vote"); }));
     auto [accept_ec] = co_await ws.async_accept(request, kUseTuple);
     if (accept_ec) {
       spdlog::debug("websocket handshake failed: {}", accept_ec.message());

@@ -16,18 +16,28 @@
 namespace vote::services {
 
 struct PendingVote {
-  explicit PendingVote(asio::any_io_executor ex) : executor(ex), done(ex, asio::steady_timer::time_point::max()) {}
+  PendingVote(asio::any_io_executor ex, std::chrono::milliseconds deadline) : executor(ex), done(ex, deadline) {}
   asio::any_io_executor executor;  // the requester's event loop
   std::int64_t user_id = 0;
   std::int64_t poll_id = 0;
   int option_index = 0;
-  asio::steady_timer done;  // cancelled (on `executor`) when the answer is in
+  asio::steady_timer done;  // cancelled (on `executor`) when the answer is in; expires at the deadline
   std::string status;
   int votes_today = 0;
   std::int64_t answer_seq = 0;  // the vote's place in the user's answer sequence, once accepted
   std::shared_ptr<const domain::Stats> fresh;  // read after the commit; null if that read failed
   std::exception_ptr error;
 };
+
+namespace {
+
+// The vote path sheds load with 503 and Retry-After: the voter may simply try again.
+http::ApiError Unavailable(std::string message) {
+  return std::move(http::ApiError(http::Status::service_unavailable, "unavailable", std::move(message)))
+      .WithHeader("Retry-After", "1");
+}
+
+}  // namespace
 
 int SecondsToUtcMidnight(domain::TimePoint now) {
   const auto midnight = std::chrono::floor<std::chrono::days>(now) + std::chrono::days(1);
@@ -44,13 +54,14 @@ VoteService::VoteService(storage::Pool& pg, StatsCache& stats, AnswerListener& l
       metrics_(metrics),
       queue_(queue),
       parallel_min_(static_cast<std::size_t>(config.votes.parallel_batch_min)),
+      max_queue_(static_cast<std::size_t>(config.votes.max_queue)),
       clock_(std::move(clock)) {}
 
 int VoteService::SecondsToLimitReset() const { return SecondsToUtcMidnight(clock_()); }
 
 asio::awaitable<VoteResult> VoteService::Cast(std::int64_t user_id, std::int64_t poll_id, int option_index) {
   auto ex = co_await asio::this_coro::executor;
-  auto pending = std::make_shared<Pending>(ex);
+  auto pending = std::make_shared<Pending>(ex, config_.votes.answer_timeout);
   pending->user_id = user_id;
   pending->poll_id = poll_id;
   pending->option_index = option_index;
@@ -60,6 +71,10 @@ asio::awaitable<VoteResult> VoteService::Cast(std::int64_t user_id, std::int64_t
   int slot = -1;
   {
     std::lock_guard lock(queue_.mutex_);
+    if (queue_.pending_.size() >= max_queue_) {
+      metrics_.Shed("vote_queue").Increment();
+      throw Unavailable("too many votes waiting, try again");
+    }
     queue_.pending_.push_back(pending);
     for (std::size_t s = 0; s < queue_.busy_.size(); ++s) {
       if (s > 0 && queue_.pending_.size() < parallel_min_) break;
@@ -76,6 +91,7 @@ asio::awaitable<VoteResult> VoteService::Cast(std::int64_t user_id, std::int64_t
   }
   boost::system::error_code ec;
   co_await pending->done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  if (!ec) Abandon(*pending);  // the deadline passed without an answer
   if (pending->error) std::rethrow_exception(pending->error);
 
   const auto& status = pending->status;
@@ -118,6 +134,25 @@ asio::awaitable<VoteResult> VoteService::Cast(std::int64_t user_id, std::int64_t
       .WithHeader("Retry-After", std::to_string(SecondsToLimitReset()));
 }
 
+void VoteService::Abandon(Pending& pending) {
+  // Not sent yet: it never will be. Already sent: its group may still commit, and a retry then
+  // answers 409 already_voted (or replays, with the same Idempotency-Key).
+  bool was_queued = false;
+  {
+    std::lock_guard lock(queue_.mutex_);
+    const auto it = std::find_if(queue_.pending_.begin(), queue_.pending_.end(),
+                                 [&pending](const auto& p) { return p.get() == &pending; });
+    if (it != queue_.pending_.end()) {
+      queue_.pending_.erase(it);
+      was_queued = true;
+    }
+  }
+  metrics_.Shed("vote_timeout").Increment();
+  spdlog::warn("vote of user {} on poll {}: no answer from the vote writer within {} ms ({})", pending.user_id,
+               pending.poll_id, config_.votes.answer_timeout.count(), was_queued ? "never sent" : "in flight");
+  throw Unavailable("the vote could not be confirmed in time, try again");
+}
+
 // A group of votes on its way through cast_votes(), with the read of its polls' counts.
 struct VoteService::Group {
   std::vector<std::shared_ptr<Pending>> votes;  // sorted by user
@@ -130,9 +165,9 @@ struct VoteService::Group {
   }
 };
 
-VoteService::Group VoteService::MakeGroup(std::vector<std::shared_ptr<Pending>> batch, int slot) const {
+VoteService::Group VoteService::MakeGroup(const std::vector<std::shared_ptr<Pending>>& batch, int slot) const {
   Group group;
-  group.votes = std::move(batch);
+  group.votes = batch;
   // Per-user locks are taken in user order in every group, so groups cannot deadlock.
   std::stable_sort(group.votes.begin(), group.votes.end(),
                    [](const auto& a, const auto& b) { return a->user_id < b->user_id; });
@@ -239,7 +274,16 @@ asio::awaitable<void> VoteService::Flush(int slot, asio::any_io_executor home) {
           }
         }
         if (batch.empty()) break;
-        next.emplace(MakeGroup(std::move(batch), slot));
+        try {
+          next.emplace(MakeGroup(batch, slot));
+        } catch (const std::exception& e) {
+          // Nothing of it was sent: its voters get 503 and the flusher goes on with the rest.
+          spdlog::error("vote group could not be built: {}", e.what());
+          const auto failure = std::make_exception_ptr(Unavailable("the vote could not be stored, try again"));
+          for (auto& p : batch) p->error = failure;
+          asio::co_spawn(home, Finish(std::move(batch), false), asio::detached);
+          continue;
+        }
       }
       try {
         if (!lease) {

@@ -81,7 +81,9 @@ class VoteService {
   // Writes groups while votes wait; answers each group's voters on `home`, this service's thread.
   asio::awaitable<void> Flush(int slot, asio::any_io_executor home);
   struct Group;
-  Group MakeGroup(std::vector<std::shared_ptr<Pending>> batch, int slot) const;
+  Group MakeGroup(const std::vector<std::shared_ptr<Pending>>& batch, int slot) const;
+  // The voter's deadline passed: takes the vote off the queue if it is still there, throws 503.
+  [[noreturn]] void Abandon(Pending& pending);
   // Takes a group's outcomes into its votes: each vote has its status (kCommitted), or the group's
   // error (kFailed); kRetry when a deadlock rolled the group back and it is to be sent again.
   enum class Applied { kCommitted, kFailed, kRetry };
@@ -96,6 +98,7 @@ class VoteService {
   metrics::Metrics& metrics_;
   VoteQueue& queue_;
   const std::size_t parallel_min_;  // votes.parallel_batch_min
+  const std::size_t max_queue_;     // votes.max_queue
   domain::Clock clock_;
 };
 

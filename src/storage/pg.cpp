@@ -2,6 +2,8 @@
 
 #include <sys/socket.h>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -147,38 +149,29 @@ asio::awaitable<void> Connection::Connect() {
   if (conn_ == nullptr || PQstatus(conn_) == CONNECTION_BAD) ThrowConnectionError("connect");
   if (PQsetnonblocking(conn_, 1) != 0) ThrowConnectionError("set non-blocking");
 
-  // The timer cancels the socket wait when the server does not answer in time.
+  // Every wait of the handshake races the one deadline; whichever ends first cancels the other,
+  // so nothing outlives this frame.
+  using namespace asio::experimental::awaitable_operators;
+  constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
   asio::steady_timer deadline(ex_, connect_timeout_);
-  bool expired = false;
-  deadline.async_wait([this, &expired](boost::system::error_code ec) {
-    if (!ec && socket_) {
-      expired = true;
-      socket_->cancel();
-    }
-  });
   PostgresPollingStatusType status = PGRES_POLLING_WRITING;
   int fd = -1;
-  {
-    while (status != PGRES_POLLING_OK) {
-      if (status == PGRES_POLLING_FAILED) ThrowConnectionError("connect");
-      // The descriptor can change while connecting (e.g. after trying another address).
-      if (PQsocket(conn_) != fd) {
-        if (socket_) socket_->release();
-        fd = PQsocket(conn_);
-        socket_.emplace(ex_, fd);
-      }
-      boost::system::error_code ec;
-      co_await socket_->async_wait(status == PGRES_POLLING_WRITING ? asio::posix::descriptor_base::wait_write
-                                                                   : asio::posix::descriptor_base::wait_read,
-                                   asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) {
-        deadline.cancel();
-        ThrowConnectionError(expired ? "connect timed out" : "connect");
-      }
-      status = PQconnectPoll(conn_);
+  while (status != PGRES_POLLING_OK) {
+    if (status == PGRES_POLLING_FAILED) ThrowConnectionError("connect");
+    // The descriptor can change while connecting (e.g. after trying another address).
+    if (PQsocket(conn_) != fd) {
+      if (socket_) socket_->release();
+      fd = PQsocket(conn_);
+      socket_.emplace(ex_, fd);
     }
+    const auto which = status == PGRES_POLLING_WRITING ? asio::posix::descriptor_base::wait_write
+                                                       : asio::posix::descriptor_base::wait_read;
+    auto race = socket_->async_wait(which, kNoThrow) || deadline.async_wait(kNoThrow);
+    const auto ready = co_await std::move(race);
+    if (ready.index() == 1) ThrowConnectionError("connect timed out");
+    if (const auto [ec] = std::get<0>(ready); ec) ThrowConnectionError("connect: " + ec.message());
+    status = PQconnectPoll(conn_);
   }
-  deadline.cancel();
 }
 
 asio::awaitable<void> Connection::Flush() {
@@ -312,33 +305,11 @@ Pool::Lease::~Lease() {
   pool_->Release(std::move(conn_), discard);
 }
 
-Pool::Pool(asio::any_io_executor ex, std::string conninfo, int size, std::chrono::milliseconds connect_timeout)
-    : ex_(std::move(ex)), conninfo_(std::move(conninfo)), size_(size), connect_timeout_(connect_timeout) {}
+Pool::Pool(asio::any_io_executor ex, std::string conninfo, PoolLimits limits)
+    : ex_(std::move(ex)), conninfo_(std::move(conninfo)), limits_(limits) {}
 
-asio::awaitable<Pool::Lease> Pool::Acquire() {
-  if (!idle_.empty()) {
-    auto conn = std::move(idle_.back());
-    idle_.pop_back();
-    co_return Lease(*this, std::move(conn));
-  }
-  if (open_ < size_) {
-    ++open_;
-    auto conn = std::make_unique<Connection>(ex_, conninfo_, connect_timeout_);
-    try {
-      co_await conn->Connect();
-    } catch (...) {
-      --open_;
-      throw;
-    }
-    co_return Lease(*this, std::move(conn));
-  }
-  auto waiter = std::make_shared<Waiter>(ex_);
-  waiters_.push_back(waiter);
-  boost::system::error_code ec;
-  co_await waiter->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  if (waiter->conn) co_return Lease(*this, std::move(waiter->conn));
-  // A connection was dropped: this waiter may open a fresh one in its place.
-  auto conn = std::make_unique<Connection>(ex_, conninfo_, connect_timeout_);
+asio::awaitable<Pool::Lease> Pool::Open() {
+  auto conn = std::make_unique<Connection>(ex_, conninfo_, limits_.connect_timeout);
   try {
     co_await conn->Connect();
   } catch (...) {
@@ -348,6 +319,31 @@ asio::awaitable<Pool::Lease> Pool::Acquire() {
   co_return Lease(*this, std::move(conn));
 }
 
+asio::awaitable<Pool::Lease> Pool::Acquire() {
+  if (!idle_.empty()) {
+    auto conn = std::move(idle_.back());
+    idle_.pop_back();
+    co_return Lease(*this, std::move(conn));
+  }
+  if (open_ < limits_.size) {
+    ++open_;
+    co_return co_await Open();
+  }
+  if (waiters_.size() >= limits_.max_waiters) {
+    throw PgError(std::string(kPoolExhausted), "connection pool: too many requests waiting");
+  }
+  auto waiter = std::make_shared<Waiter>(ex_);
+  waiter->timer.expires_after(limits_.acquire_timeout);
+  waiters_.push_back(waiter);
+  boost::system::error_code ec;
+  co_await waiter->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  if (waiter->conn) co_return Lease(*this, std::move(waiter->conn));
+  // A connection was dropped: this waiter may open a fresh one in its place.
+  if (waiter->woken) co_return co_await Open();
+  std::erase(waiters_, waiter);
+  throw PgError(std::string(kPoolExhausted), "connection pool: no connection free in time");
+}
+
 void Pool::Release(std::unique_ptr<Connection> conn, bool discard) {
   if (discard) {
     conn.reset();
@@ -355,6 +351,7 @@ void Pool::Release(std::unique_ptr<Connection> conn, bool discard) {
       auto waiter = std::move(waiters_.front());
       waiters_.pop_front();
       // open_ stays as is: the woken waiter, finding no connection, opens one in its place.
+      waiter->woken = true;
       waiter->timer.cancel();
     } else {
       --open_;
@@ -365,6 +362,7 @@ void Pool::Release(std::unique_ptr<Connection> conn, bool discard) {
     auto waiter = std::move(waiters_.front());
     waiters_.pop_front();
     waiter->conn = std::move(conn);
+    waiter->woken = true;
     waiter->timer.cancel();
     return;
   }
@@ -393,7 +391,7 @@ asio::awaitable<std::vector<PipelineOutcome>> Pool::ExecuteEach(
 }
 
 PoolStats Pool::Stats() const {
-  return {size_, static_cast<int>(idle_.size()), static_cast<int>(waiters_.size())};
+  return {limits_.size, static_cast<int>(idle_.size()), static_cast<int>(waiters_.size())};
 }
 
 }  // namespace vote::storage

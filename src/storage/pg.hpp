@@ -155,6 +155,17 @@ struct PoolStats {
   int waiting = 0;
 };
 
+// How many connections a pool opens, and how long and how many requests may wait for one.
+struct PoolLimits {
+  int size = 1;
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds acquire_timeout{2000};
+  std::size_t max_waiters = 256;
+};
+
+// SQLSTATE of a request the pool turned away (too_many_connections: transient, so 503).
+inline constexpr std::string_view kPoolExhausted = "53300";
+
 // A fixed-size pool of connections bound to one event-loop thread (no locking needed).
 // Connections are opened lazily and replaced when they break, so the pool recovers
 // after the database restarts.
@@ -177,8 +188,10 @@ class Pool {
     bool discard_ = false;
   };
 
-  Pool(asio::any_io_executor ex, std::string conninfo, int size, std::chrono::milliseconds connect_timeout);
+  Pool(asio::any_io_executor ex, std::string conninfo, PoolLimits limits);
 
+  // A connection within limits.acquire_timeout, or PgError kPoolExhausted: also at once when
+  // limits.max_waiters already wait.
   asio::awaitable<Lease> Acquire();
   // ExecuteEach on a leased connection.
   asio::awaitable<std::vector<PipelineOutcome>> ExecuteEach(
@@ -191,15 +204,16 @@ class Pool {
   void Release(std::unique_ptr<Connection> conn, bool discard);
 
   struct Waiter {
-    explicit Waiter(asio::any_io_executor ex) : timer(ex, asio::steady_timer::time_point::max()) {}
+    explicit Waiter(asio::any_io_executor ex) : timer(std::move(ex)) {}
     asio::steady_timer timer;
     std::unique_ptr<Connection> conn;
+    bool woken = false;  // taken off the queue by Release: a connection, or a slot to open one
   };
+  asio::awaitable<Lease> Open();
 
   asio::any_io_executor ex_;
   std::string conninfo_;
-  int size_;
-  std::chrono::milliseconds connect_timeout_;
+  PoolLimits limits_;
   int open_ = 0;
   std::vector<std::unique_ptr<Connection>> idle_;
   std::deque<std::shared_ptr<Waiter>> waiters_;

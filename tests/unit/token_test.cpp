@@ -64,6 +64,48 @@ TEST(TokenCodecTest, UnsignedAlgNoneTokenIsRefused) {
   jwt_free(raw);
 }
 
+// A well-signed HS256 token with the given extra integer claim, valid for an hour from `now`.
+std::string SignedWith(const FakeClock& clock, const char* claim, std::int64_t value) {
+  const auto seconds = [](TimePoint t) {
+    return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+  };
+  jwt_t* raw = nullptr;
+  EXPECT_EQ(jwt_new(&raw), 0);
+  jwt_add_grant(raw, "sub", "1");
+  jwt_add_grant(raw, "iss", "vote");
+  jwt_add_grant_int(raw, "exp", seconds(clock.now + 3600s));
+  jwt_add_grant_int(raw, claim, value);
+  const std::string key = "secret-key";
+  jwt_set_alg(raw, JWT_ALG_HS256, reinterpret_cast<const unsigned char*>(key.data()), static_cast<int>(key.size()));
+  char* encoded = jwt_encode_str(raw);
+  std::string token = encoded != nullptr ? encoded : "";
+  free(encoded);
+  jwt_free(raw);
+  return token;
+}
+
+TEST(TokenCodecTest, TokenNotYetValidIsRefusedUntilItsNbf) {
+  FakeClock clock;
+  TokenCodec codec("secret-key", 60s, "vote", clock.Get());
+  const auto nbf = std::chrono::duration_cast<std::chrono::seconds>((clock.now + 600s).time_since_epoch()).count();
+  const auto token = SignedWith(clock, "nbf", nbf);
+  EXPECT_FALSE(codec.Verify(token).has_value());
+  clock.now += 600s;
+  EXPECT_EQ(codec.Verify(token), std::optional<std::int64_t>(1));
+}
+
+TEST(TokenCodecTest, TokenIssuedInTheFutureIsRefusedBeyondTheClockSkew) {
+  FakeClock clock;
+  TokenCodec codec("secret-key", 60s, "vote", clock.Get());
+  const auto at = [&clock](std::chrono::seconds ahead) {
+    return std::chrono::duration_cast<std::chrono::seconds>((clock.now + ahead).time_since_epoch()).count();
+  };
+  EXPECT_FALSE(codec.Verify(SignedWith(clock, "iat", at(3600s))).has_value());
+  EXPECT_FALSE(codec.Verify(SignedWith(clock, "iat", at(31s))).has_value());
+  EXPECT_TRUE(codec.Verify(SignedWith(clock, "iat", at(5s))).has_value());
+  EXPECT_TRUE(codec.Verify(SignedWith(clock, "iat", at(-5s))).has_value());
+}
+
 TEST(TokenCodecTest, TruncatedOrGarbageTokensAreRefused) {
   FakeClock clock;
   TokenCodec codec("secret-key", 60s, "vote", clock.Get());
