@@ -71,7 +71,8 @@ struct App::Shared : services::AnswerListener, services::PollCreatedListener {
         // Counter shards start at a random place per instance, so instances spread over them.
         votes(c.votes.batches_in_flight, static_cast<int>(std::random_device{}() % 1024)),
         feed(c.feed),
-        bus(c, metrics) {}
+        bus(c, metrics),
+        site(c.server.web_root) {}
 
   void OnAnswered(std::int64_t user_id, std::int64_t poll_id, std::int64_t seq) override {
     feed.MarkAnswered(user_id, poll_id, seq);
@@ -90,6 +91,7 @@ struct App::Shared : services::AnswerListener, services::PollCreatedListener {
   services::VoteQueue votes;
   services::FeedState feed;
   events::EventBus bus;
+  http::StaticSite site;
   std::atomic<bool> stopping{false};
 };
 
@@ -107,10 +109,11 @@ struct App::Worker : api::Readiness {
         auth(pg, s.hasher, s.tokens, s.config, s.metrics, domain::SystemClock()),
         idempotency(pg, s.config.votes),
         limiter(redis, s.limiter_fallback, s.config.ratelimit, s.metrics, domain::SystemClock()),
+        tickets(redis, std::chrono::duration_cast<std::chrono::seconds>(s.config.server.ws_ticket_ttl)),
         hub(ioc, s.metrics, [this](std::int64_t id) { return StatsJson(id); }),
-        services{s.config, auth, polls, votes, feed, idempotency, *this},
+        services{s.config, auth, polls, votes, feed, idempotency, tickets, *this},
         router(api::MakeRouter(services)),
-        pipeline(router, s.tokens, limiter, s.metrics, s.config),
+        pipeline(router, s.tokens, limiter, tickets, s.site, s.metrics, s.config),
         server(ioc,
                http::ServerOptions{s.config.server.idle_timeout, s.config.server.read_timeout,
                                    static_cast<std::uint64_t>(s.config.server.max_body_bytes),
@@ -221,6 +224,7 @@ struct App::Worker : api::Readiness {
   services::AuthService auth;
   services::IdempotencyStore idempotency;
   services::RateLimiter limiter;
+  services::WsTickets tickets;
   realtime::WsHub hub;
   api::Services services;
   http::Router router;

@@ -7,23 +7,10 @@ namespace {
 
 namespace json = boost::json;
 
-std::string Rfc3339(domain::TimePoint t) {
-  const auto seconds = std::chrono::floor<std::chrono::seconds>(t);
-  const auto days = std::chrono::floor<std::chrono::days>(seconds);
-  const std::chrono::year_month_day ymd{days};
-  const std::chrono::hh_mm_ss hms{seconds - days};
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%04d-%02u-%02uT%02ld:%02ld:%02ldZ", static_cast<int>(ymd.year()),
-                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                static_cast<long>(hms.hours().count()), static_cast<long>(hms.minutes().count()),
-                static_cast<long>(hms.seconds().count()));
-  return buffer;
-}
-
 json::object SessionJson(const services::Session& session) {
   return {{"user", domain::ToJson(session.user)},
           {"token", session.token.token},
-          {"expiresAt", Rfc3339(session.token.expires_at)}};
+          {"expiresAt", domain::Rfc3339(session.token.expires_at)}};
 }
 
 }  // namespace

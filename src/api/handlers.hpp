@@ -34,4 +34,5 @@ awaitable<Response> PollStats(Request& req, Services& s);
 namespace vote::api {
 // Answers 101 to an authenticated WebSocket upgrade; the server then hands the socket to the hub.
 awaitable<Response> WebSocketUpgrade(Request& req, Services& s);
+awaitable<Response> IssueWsTicket(Request& req, Services& s);
 }  // namespace vote::api

@@ -57,4 +57,17 @@ awaitable<Response> WebSocketUpgrade(Request& req, Services&) {
   co_return http::EmptyResponse(http::Status::switching_protocols);
 }
 
+awaitable<Response> IssueWsTicket(Request& req, Services& s) {
+  services::WsTicket issued;
+  try {
+    issued = co_await s.tickets.Issue(req.User());
+  } catch (const cache::RedisError&) {
+    throw std::move(http::ApiError(http::Status::service_unavailable, "unavailable",
+                                   "live updates are unavailable for a moment, try again"))
+        .WithHeader("Retry-After", "1");
+  }
+  co_return http::JsonResponse(http::Status::created,
+                               json::object{{"ticket", issued.ticket}, {"expiresAt", domain::Rfc3339(issued.expires_at)}});
+}
+
 }  // namespace vote::api

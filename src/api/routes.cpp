@@ -28,7 +28,9 @@ http::Router MakeRouter(Services& s) {
   r.Add({verb::post, "/api/polls/{id}/vote", Access::kAuthenticated, bind(CastVote)});
   r.Add({verb::post, "/api/polls/{id}/skip", Access::kAuthenticated, bind(SkipPoll)});
   r.Add({verb::get, "/api/polls/{id}/stats", Access::kAuthenticated, bind(PollStats)});
-  // Authenticated by the pipeline from the header or ?token= (browsers cannot set headers here).
+  // Authenticated by the pipeline: the Authorization header, or for browsers (which cannot set
+  // headers here) ?ticket= from POST /api/ws/ticket.
+  r.Add({verb::post, "/api/ws/ticket", Access::kAuthenticated, bind(IssueWsTicket)});
   r.Add({verb::get, "/api/ws", Access::kPublic, bind(WebSocketUpgrade)});
   return r;
 }

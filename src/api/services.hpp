@@ -6,6 +6,7 @@
 #include "services/idempotency.hpp"
 #include "services/poll_service.hpp"
 #include "services/vote_service.hpp"
+#include "services/ws_tickets.hpp"
 
 namespace vote::api {
 
@@ -29,6 +30,7 @@ struct Services {
   services::VoteService& votes;
   services::FeedService& feed;
   services::IdempotencyStore& idempotency;
+  services::WsTickets& tickets;
   Readiness& readiness;
 };
 

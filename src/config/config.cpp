@@ -92,6 +92,8 @@ std::vector<Field> Fields(Config& c) {
   Bind(f, "server", "max_header_bytes", c.server.max_header_bytes);
   Bind(f, "server", "trusted_proxies", c.server.trusted_proxies);
   Bind(f, "server", "web_root", c.server.web_root);
+  Bind(f, "server", "cors_origins", c.server.cors_origins);
+  Bind(f, "server", "ws_ticket_ttl", c.server.ws_ticket_ttl);
   Bind(f, "server", "log_level", c.server.log_level);
   Bind(f, "server", "access_log", c.server.access_log);
   Bind(f, "server", "port_file", c.server.port_file);

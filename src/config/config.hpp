@@ -22,7 +22,9 @@ struct ServerConfig {
   int max_body_bytes = 64 * 1024;
   int max_header_bytes = 16 * 1024;
   std::vector<std::string> trusted_proxies;
-  std::string web_root = "web";
+  std::string web_root = "web/dist";         // the web client's built files, served at /
+  std::vector<std::string> cors_origins;     // origins of clients served elsewhere, e.g. https://app.example
+  Duration ws_ticket_ttl{std::chrono::seconds(30)};
   std::string log_level = "info";
   bool access_log = true;
   std::string port_file;  // written with the bound port once listening (tests bind port 0)

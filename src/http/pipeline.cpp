@@ -90,11 +90,53 @@ std::string ClientAddress(const Request& request, const std::vector<std::string>
 }
 
 Pipeline::Pipeline(const Router& router, const domain::TokenCodec& tokens, services::RateLimiter& limiter,
-                   metrics::Metrics& metrics, const config::Config& config)
-    : router_(router), tokens_(tokens, kVerifiedTokens), limiter_(limiter), metrics_(metrics), config_(config) {}
+                   services::WsTickets& tickets, const StaticSite& site, metrics::Metrics& metrics,
+                   const config::Config& config)
+    : router_(router),
+      tokens_(tokens, kVerifiedTokens),
+      limiter_(limiter),
+      tickets_(tickets),
+      site_(site),
+      metrics_(metrics),
+      config_(config) {}
+
+boost::asio::awaitable<std::optional<std::int64_t>> Pipeline::Authenticate(const Request& request,
+                                                                           bool is_websocket) {
+  // Browsers open WebSockets with a one-time ticket (POST /api/ws/ticket); a long-lived token in
+  // the URL is accepted only in development and tests, where no proxy keeps logs.
+  if (is_websocket) {
+    if (auto ticket = request.Query("ticket")) co_return co_await tickets_.Redeem(*ticket);
+  }
+  const bool allow_query = is_websocket && config_.server.env != "production";
+  co_return tokens_.Verify(BearerToken(request, allow_query));
+}
+
+std::string_view Pipeline::AllowedOrigin(const Request& request) const {
+  const auto origin = request.Header("Origin");
+  if (origin.empty() || !request.Path().starts_with("/api/")) return {};
+  const auto& allowed = config_.server.cors_origins;
+  return std::find(allowed.begin(), allowed.end(), origin) != allowed.end() ? origin : std::string_view();
+}
 
 boost::asio::awaitable<Response> Pipeline::Dispatch(Request& request, std::optional<services::RateDecision>& rate) {
-  auto match = router_.Find(request.message.method(), request.Path());
+  const auto method = request.message.method();
+  if (method == beast_http::verb::options && !AllowedOrigin(request).empty() &&
+      !request.Header("Access-Control-Request-Method").empty()) {
+    request.route = "preflight";
+    auto response = EmptyResponse(Status::no_content);
+    response.set("Access-Control-Allow-Methods", "GET, POST, PATCH, OPTIONS");
+    response.set("Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key, X-Request-ID");
+    response.set("Access-Control-Max-Age", "600");
+    co_return response;
+  }
+  auto match = router_.Find(method, request.Path());
+  if (match.pattern.empty() && (method == beast_http::verb::get || method == beast_http::verb::head) &&
+      !request.Path().starts_with("/api/")) {
+    if (auto file = site_.Serve(request)) {
+      request.route = "static";
+      co_return std::move(*file);
+    }
+  }
   request.route = match.pattern.empty() ? "unmatched" : match.pattern;
   request.path_params = std::move(match.params);
   request.client_address = ClientAddress(request, config_.server.trusted_proxies);
@@ -102,7 +144,7 @@ boost::asio::awaitable<Response> Pipeline::Dispatch(Request& request, std::optio
   const bool is_websocket = request.route == "/api/ws";
   const bool wants_user =
       match.route != nullptr && (match.route->access == Access::kAuthenticated || is_websocket);
-  if (wants_user) request.user_id = tokens_.Verify(BearerToken(request, is_websocket));
+  if (wants_user) request.user_id = co_await Authenticate(request, is_websocket);
 
   // Every /api/ request counts, including refused ones (bad token, unknown path): that is
   // where brute force and scanning come from. A request without a valid token counts against
@@ -155,6 +197,13 @@ boost::asio::awaitable<Response> Pipeline::Handle(Request& request) {
   }
   response.set("X-Request-ID", request.request_id);
   if (rate) SetRateHeaders(response, *rate);
+  SetSecurityHeaders(response);
+  if (const auto origin = AllowedOrigin(request); !origin.empty()) {
+    response.set("Access-Control-Allow-Origin", origin);
+    response.set("Access-Control-Expose-Headers",
+                 "X-Request-ID, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After, Location");
+    response.set(beast_http::field::vary, "Origin");
+  }
 
   const auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   metrics_.InFlight().Decrement();

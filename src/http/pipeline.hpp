@@ -8,27 +8,36 @@
 #include "config/config.hpp"
 #include "domain/token.hpp"
 #include "http/router.hpp"
+#include "http/static_site.hpp"
 #include "metrics/metrics.hpp"
 #include "services/rate_limiter.hpp"
+#include "services/ws_tickets.hpp"
 
 namespace vote::http {
 
-// The middleware every request passes through, in order: request id, routing (404/405),
-// client address, authentication, rate limits, the acting-user rule, the handler, and one
-// place that turns every error into the contract's error body; then metrics and the access log.
+// The middleware every request passes through, in order: request id, CORS preflight, routing
+// (the web client's files outside /api/, else 404/405), client address, authentication, rate
+// limits, the acting-user rule, the handler, and one place that turns every error into the
+// contract's error body; then security and CORS headers, metrics and the access log.
 class Pipeline {
  public:
   Pipeline(const Router& router, const domain::TokenCodec& tokens, services::RateLimiter& limiter,
-           metrics::Metrics& metrics, const config::Config& config);
+           services::WsTickets& tickets, const StaticSite& site, metrics::Metrics& metrics,
+           const config::Config& config);
 
   boost::asio::awaitable<Response> Handle(Request& request);
 
  private:
   boost::asio::awaitable<Response> Dispatch(Request& request, std::optional<services::RateDecision>& rate);
+  boost::asio::awaitable<std::optional<std::int64_t>> Authenticate(const Request& request, bool is_websocket);
+  // The allow-listed Origin of a cross-origin /api/ request, or empty.
+  std::string_view AllowedOrigin(const Request& request) const;
 
   const Router& router_;
   domain::VerifiedTokens tokens_;  // this thread's verified tokens
   services::RateLimiter& limiter_;
+  services::WsTickets& tickets_;
+  const StaticSite& site_;
   metrics::Metrics& metrics_;
   const config::Config& config_;
 };

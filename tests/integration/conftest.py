@@ -88,6 +88,9 @@ class Server:
             "VOTE_RATELIMIT_USER_PER_MINUTE": "100000",
             "VOTE_RATELIMIT_IP_PER_SECOND": "100000",
             "VOTE_FEED_REFRESH_INTERVAL": "200ms",
+            # Whether web/dist was built must not change what these tests see; test_web.py
+            # serves a web root of its own.
+            "VOTE_SERVER_WEB_ROOT": os.path.join(tmp, "no-web-client"),
             "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
         })
         env.update({k: str(v) for k, v in self.extra_env.items()})
