@@ -50,7 +50,10 @@ std::string PoolConninfo(const config::PostgresConfig& pg, const std::string& mo
 }
 
 storage::PoolLimits PoolLimitsOf(const config::PostgresConfig& pg, int size) {
-  return {size, pg.connect_timeout, pg.acquire_timeout, static_cast<std::size_t>(pg.max_waiters)};
+  // A statement gets statement_timeout inside PostgreSQL; the client waits 2 s more for its
+  // answer (or the error) before it takes the server for gone.
+  return {size, pg.connect_timeout, pg.statement_timeout + std::chrono::seconds(2), pg.acquire_timeout,
+          static_cast<std::size_t>(pg.max_waiters)};
 }
 
 int ThreadCount(const config::Config& config) {

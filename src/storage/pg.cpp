@@ -96,8 +96,13 @@ std::vector<const char*> Params::Pointers() const {
   return out;
 }
 
-Connection::Connection(asio::any_io_executor ex, std::string conninfo, std::chrono::milliseconds connect_timeout)
-    : ex_(std::move(ex)), conninfo_(std::move(conninfo)), connect_timeout_(connect_timeout) {}
+Connection::Connection(asio::any_io_executor ex, std::string conninfo, std::chrono::milliseconds connect_timeout,
+                       std::chrono::milliseconds io_timeout)
+    : ex_(ex),
+      conninfo_(std::move(conninfo)),
+      connect_timeout_(connect_timeout),
+      io_timeout_(io_timeout),
+      io_deadline_(std::move(ex)) {}
 
 Connection::~Connection() { Close(); }
 
@@ -135,12 +140,14 @@ void Connection::ThrowConnectionError(const std::string& what) {
 }
 
 asio::awaitable<void> Connection::Wait(bool write) {
-  using asio::posix::descriptor_base;
-  boost::system::error_code ec;
-  co_await socket_->async_wait(write ? descriptor_base::wait_write : descriptor_base::wait_read,
-                               asio::redirect_error(asio::use_awaitable, ec));
-  // A cancelled wait leaves the protocol state unknown: the connection cannot be reused.
-  if (ec) ThrowConnectionError("wait: " + ec.message());
+  using namespace asio::experimental::awaitable_operators;
+  constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+  const auto which = write ? asio::posix::descriptor_base::wait_write : asio::posix::descriptor_base::wait_read;
+  auto race = socket_->async_wait(which, kNoThrow) || io_deadline_.async_wait(kNoThrow);
+  const auto ready = co_await std::move(race);
+  // Either way the protocol state is unknown: the connection cannot be reused.
+  if (ready.index() == 1) ThrowConnectionError("no answer within " + std::to_string(io_timeout_.count()) + " ms");
+  if (const auto [ec] = std::get<0>(ready); ec) ThrowConnectionError("wait: " + ec.message());
 }
 
 asio::awaitable<void> Connection::Connect() {
@@ -214,6 +221,7 @@ asio::awaitable<Result> Connection::ReadResult() {
 
 asio::awaitable<Result> Connection::Execute(const sql::Statement& statement, const Params& params) {
   if (!StillUp()) co_await Connect();
+  io_deadline_.expires_after(io_timeout_);
   co_await Prepare(statement);
   const auto values = params.Pointers();
   if (PQsendQueryPrepared(conn_, statement.name, params.Size(), values.data(), nullptr, nullptr, 0) == 0) {
@@ -241,6 +249,7 @@ asio::awaitable<std::vector<PipelineOutcome>> Connection::ExecuteEach(
 
 asio::awaitable<void> Connection::SendEach(
     const std::vector<std::pair<const sql::Statement*, const Params*>>& statements) {
+  io_deadline_.expires_after(io_timeout_);
   if (PQpipelineStatus(conn_) == PQ_PIPELINE_OFF) {
     if (!StillUp()) co_await Connect();
     for (const auto& [statement, params] : statements) co_await Prepare(*statement);
@@ -260,6 +269,7 @@ asio::awaitable<void> Connection::SendEach(
 asio::awaitable<std::vector<PipelineOutcome>> Connection::ReceiveEach(std::size_t count) {
   // Per statement: its result, the NULL that ends it, then the PIPELINE_SYNC that ends its
   // transaction. A failed statement does not abort the next one: each has its own sync.
+  io_deadline_.expires_after(io_timeout_);
   std::vector<PipelineOutcome> outcomes(count);
   std::size_t index = 0;
   bool seen_result = false;
@@ -309,7 +319,7 @@ Pool::Pool(asio::any_io_executor ex, std::string conninfo, PoolLimits limits)
     : ex_(std::move(ex)), conninfo_(std::move(conninfo)), limits_(limits) {}
 
 asio::awaitable<Pool::Lease> Pool::Open() {
-  auto conn = std::make_unique<Connection>(ex_, conninfo_, limits_.connect_timeout);
+  auto conn = std::make_unique<Connection>(ex_, conninfo_, limits_.connect_timeout, limits_.io_timeout);
   try {
     co_await conn->Connect();
   } catch (...) {

@@ -108,7 +108,10 @@ struct PipelineOutcome {
 // One libpq connection driven by the non-blocking API on an Asio executor.
 class Connection {
  public:
-  Connection(asio::any_io_executor ex, std::string conninfo, std::chrono::milliseconds connect_timeout);
+  // `io_timeout` bounds each statement (or pipelined batch) as seen from here: a server that
+  // stops answering (stopped, partitioned) loses the connection instead of holding the caller.
+  Connection(asio::any_io_executor ex, std::string conninfo, std::chrono::milliseconds connect_timeout,
+             std::chrono::milliseconds io_timeout);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -144,6 +147,8 @@ class Connection {
   asio::any_io_executor ex_;
   std::string conninfo_;
   std::chrono::milliseconds connect_timeout_;
+  std::chrono::milliseconds io_timeout_;
+  asio::steady_timer io_deadline_;  // armed by each statement or batch, raced by every wait
   PGconn* conn_ = nullptr;
   std::optional<asio::posix::stream_descriptor> socket_;
   std::unordered_set<std::string> prepared_;
@@ -159,6 +164,7 @@ struct PoolStats {
 struct PoolLimits {
   int size = 1;
   std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds io_timeout{12000};
   std::chrono::milliseconds acquire_timeout{2000};
   std::size_t max_waiters = 256;
 };

@@ -269,18 +269,27 @@ def test_a_vote_whose_writer_never_answers_gets_503_at_its_deadline(make_server,
     assert stats.status == 200 and stats.json["totalVotes"] == 1, stats
 
 
-def test_a_request_waiting_for_a_pooled_connection_gets_503_at_the_acquire_timeout(make_server, stalled_database):
+def test_a_stalled_statement_and_the_requests_behind_it_get_503_at_their_deadlines(make_server, stalled_database):
     s = make_server(env={"VOTE_POSTGRES_DBNAME": stalled_database.name, "VOTE_SERVER_THREADS": "1",
-                         "VOTE_POSTGRES_MAX_CONNECTIONS": "1", "VOTE_POSTGRES_ACQUIRE_TIMEOUT": "1s"},
+                         "VOTE_POSTGRES_MAX_CONNECTIONS": "1", "VOTE_POSTGRES_ACQUIRE_TIMEOUT": "1s",
+                         "VOTE_POSTGRES_STATEMENT_TIMEOUT": "2s"},
                     name="stalled-pool")
     user = s.register()
     assert s.request("GET", "/api/users/me", token=user.token).status == 200
     stalled_database.freeze()
     holder = {}
-    # This request takes the pool's only connection and waits on the frozen backend.
-    t = threading.Thread(target=lambda: holder.update(r=s.request("GET", "/api/users/me", token=user.token, timeout=60)))
+
+    def hold():
+        started = time.time()
+        holder["r"] = s.request("GET", "/api/users/me", token=user.token, timeout=60)
+        holder["waited"] = time.time() - started
+
+    # This request takes the pool's only connection and waits on the frozen backend: it is
+    # answered once the statement's deadline (statement_timeout + 2 s) passes.
+    t = threading.Thread(target=hold)
     t.start()
     time.sleep(0.5)
+    # This one waits for the pool's connection: answered at the acquire timeout.
     started = time.time()
     resp = s.request("GET", "/api/users/me", token=user.token, timeout=30)
     waited = time.time() - started
@@ -288,7 +297,9 @@ def test_a_request_waiting_for_a_pooled_connection_gets_503_at_the_acquire_timeo
     assert err["code"] == "unavailable" and resp.header("Retry-After") == "1", resp
     assert 0.8 <= waited < 6, waited
     assert metric(s, "vote_load_shed_total", reason="pg_pool") >= 1
-    stalled_database.thaw()
     t.join(30)
-    assert holder["r"].status == 200, holder
+    assert error_of(holder["r"], 503)["code"] == "unavailable", holder
+    assert 3.5 <= holder["waited"] < 12, holder
+    stalled_database.thaw()
+    # The server recovers without a restart: the next request opens a fresh connection.
     assert s.request("GET", "/api/users/me", token=user.token).status == 200
