@@ -18,6 +18,8 @@ namespace json = boost::json;
 
 // Verified tokens remembered per event-loop thread: about 300 bytes each, so 3 MB per thread.
 constexpr std::size_t kVerifiedTokens = 10000;
+// Users known to exist per event-loop thread (8 bytes each); forgotten all at once past this.
+constexpr std::size_t kKnownUsers = 100000;
 
 // A userId sent by seed-era clients must name the caller: number or numeric string.
 void CheckActingUser(const Request& request, std::int64_t user_id) {
@@ -35,8 +37,9 @@ void CheckActingUser(const Request& request, std::int64_t user_id) {
   if (auto query = request.Query("userId")) {
     if (differs(json::value(*query))) throw Forbidden("userId does not match the authenticated user");
   }
+  // Parsed whenever there is a body: a key may be escaped ("user\u0049d" is "userId").
   const auto& body = request.message.body();
-  if (body.find("userId") == std::string::npos) return;
+  if (body.empty()) return;
   boost::system::error_code ec;
   auto value = json::parse(body, ec);
   if (ec || !value.is_object()) return;  // the handler reports malformed bodies
@@ -90,13 +93,14 @@ std::string ClientAddress(const Request& request, const std::vector<std::string>
 }
 
 Pipeline::Pipeline(const Router& router, const domain::TokenCodec& tokens, services::RateLimiter& limiter,
-                   services::WsTickets& tickets, const StaticSite& site, metrics::Metrics& metrics,
-                   const config::Config& config)
+                   services::WsTickets& tickets, const StaticSite& site, UserExists user_exists,
+                   metrics::Metrics& metrics, const config::Config& config)
     : router_(router),
       tokens_(tokens, kVerifiedTokens),
       limiter_(limiter),
       tickets_(tickets),
       site_(site),
+      user_exists_(std::move(user_exists)),
       metrics_(metrics),
       config_(config) {}
 
@@ -108,7 +112,14 @@ boost::asio::awaitable<std::optional<std::int64_t>> Pipeline::Authenticate(const
     if (auto ticket = request.Query("ticket")) co_return co_await tickets_.Redeem(*ticket);
   }
   const bool allow_query = is_websocket && config_.server.env != "production";
-  co_return tokens_.Verify(BearerToken(request, allow_query));
+  const auto user_id = tokens_.Verify(BearerToken(request, allow_query));
+  // A well-signed token may name an account that does not exist (deleted, or a forged token
+  // from a leaked key): such a caller is nobody, on every endpoint.
+  if (!user_id || known_users_.contains(*user_id)) co_return user_id;
+  if (!co_await user_exists_(*user_id)) co_return std::nullopt;
+  if (known_users_.size() >= kKnownUsers) known_users_.clear();
+  known_users_.insert(*user_id);
+  co_return user_id;
 }
 
 std::string_view Pipeline::AllowedOrigin(const Request& request) const {

@@ -2,7 +2,9 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <functional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "config/config.hpp"
@@ -21,9 +23,12 @@ namespace vote::http {
 // contract's error body; then security and CORS headers, metrics and the access log.
 class Pipeline {
  public:
+  // Whether a token's user still exists; asked once per user and thread.
+  using UserExists = std::function<boost::asio::awaitable<bool>(std::int64_t)>;
+
   Pipeline(const Router& router, const domain::TokenCodec& tokens, services::RateLimiter& limiter,
-           services::WsTickets& tickets, const StaticSite& site, metrics::Metrics& metrics,
-           const config::Config& config);
+           services::WsTickets& tickets, const StaticSite& site, UserExists user_exists,
+           metrics::Metrics& metrics, const config::Config& config);
 
   boost::asio::awaitable<Response> Handle(Request& request);
 
@@ -38,6 +43,8 @@ class Pipeline {
   services::RateLimiter& limiter_;
   services::WsTickets& tickets_;
   const StaticSite& site_;
+  UserExists user_exists_;
+  std::unordered_set<std::int64_t> known_users_;  // users found to exist, on this thread
   metrics::Metrics& metrics_;
   const config::Config& config_;
 };

@@ -1,10 +1,13 @@
 #include "http/types.hpp"
 
+#include <boost/json/basic_parser_impl.hpp>
 #include <boost/url/parse.hpp>
+#include <boost/url/parse_query.hpp>
 
 #include <algorithm>
 #include <charconv>
 #include <random>
+#include <unordered_set>
 
 #include "http/errors.hpp"
 
@@ -15,12 +18,43 @@ std::string_view Request::Path() const {
   return target.substr(0, target.find('?'));
 }
 
+namespace {
+
+// The key of the first parameter of a query that is not valid (a bad %-escape, a character a
+// query may not hold), as far as it can be told.
+std::string BadParameter(std::string_view query) {
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const auto piece = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    // A copy: Boost.URL 1.81's parse_query reads its argument up to a NUL when it is valid.
+    const std::string terminated(piece);
+    if (boost::urls::parse_query(terminated)) continue;
+    const auto key = piece.substr(0, piece.find('='));
+    const bool printable = !key.empty() && key.size() <= 32 && std::all_of(key.begin(), key.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-';
+    });
+    return printable ? std::string(key) : "query";
+  }
+  return "query";
+}
+
+}  // namespace
+
 std::optional<std::string> Request::Query(std::string_view name) const {
+  // A query that does not parse, or names a parameter twice, is refused rather than read as
+  // absent or as one of its values.
   auto url = boost::urls::parse_origin_form(Target());
-  if (!url) return std::nullopt;
+  if (!url) {
+    const auto target = Target();
+    const auto mark = target.find('?');
+    const auto query = mark == std::string_view::npos ? std::string_view() : target.substr(mark + 1);
+    throw ValidationFailed({{BadParameter(query), "is not a valid query parameter"}});
+  }
   auto params = url->params();
   auto it = params.find(name);
   if (it == params.end()) return std::nullopt;
+  if (params.count(name) > 1) throw ValidationFailed({{std::string(name), "must be given at most once"}});
   return std::string((*it).value);
 }
 
@@ -41,6 +75,71 @@ std::int64_t Request::PathId(std::string_view name, std::string_view not_found_c
   throw NotFound(std::string(not_found_code), "no such resource");
 }
 
+namespace {
+
+// Finds an object that names one key twice (after unescaping: "user\u0049d" is "userId").
+// Boost.JSON keeps the last value of a repeated key; two readers of one body could then
+// disagree on what it says, so such bodies are refused.
+class DuplicateKeyCheck {
+ public:
+  static constexpr std::size_t max_array_size = -1;
+  static constexpr std::size_t max_object_size = -1;
+  static constexpr std::size_t max_string_size = -1;
+  static constexpr std::size_t max_key_size = -1;
+
+  bool on_document_begin(boost::system::error_code&) { return true; }
+  bool on_document_end(boost::system::error_code&) { return true; }
+  bool on_array_begin(boost::system::error_code&) { return true; }
+  bool on_array_end(std::size_t, boost::system::error_code&) { return true; }
+  bool on_object_begin(boost::system::error_code&) {
+    keys_.emplace_back();
+    return true;
+  }
+  bool on_object_end(std::size_t, boost::system::error_code&) {
+    keys_.pop_back();
+    return true;
+  }
+  bool on_string_part(json::string_view, std::size_t, boost::system::error_code&) { return true; }
+  bool on_string(json::string_view, std::size_t, boost::system::error_code&) { return true; }
+  bool on_key_part(json::string_view s, std::size_t, boost::system::error_code&) {
+    key_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_key(json::string_view s, std::size_t, boost::system::error_code& ec) {
+    key_.append(s.data(), s.size());
+    const bool fresh = keys_.back().insert(std::move(key_)).second;
+    key_.clear();
+    if (!fresh) {
+      duplicate = true;
+      ec = json::error::syntax;
+    }
+    return fresh;
+  }
+  bool on_number_part(json::string_view, boost::system::error_code&) { return true; }
+  bool on_int64(std::int64_t, json::string_view, boost::system::error_code&) { return true; }
+  bool on_uint64(std::uint64_t, json::string_view, boost::system::error_code&) { return true; }
+  bool on_double(double, json::string_view, boost::system::error_code&) { return true; }
+  bool on_bool(bool, boost::system::error_code&) { return true; }
+  bool on_null(boost::system::error_code&) { return true; }
+  bool on_comment_part(json::string_view, boost::system::error_code&) { return true; }
+  bool on_comment(json::string_view, boost::system::error_code&) { return true; }
+
+  bool duplicate = false;
+
+ private:
+  std::vector<std::unordered_set<std::string>> keys_;
+  std::string key_;
+};
+
+bool HasDuplicateKeys(std::string_view body, const json::parse_options& options) {
+  json::basic_parser<DuplicateKeyCheck> parser(options);
+  boost::system::error_code ec;
+  parser.write_some(false, body.data(), body.size(), ec);
+  return parser.handler().duplicate;
+}
+
+}  // namespace
+
 json::object Request::JsonBody(bool allow_empty) const {
   const auto& body = message.body();
   if (body.find_first_not_of(" \t\r\n") == std::string::npos) {
@@ -53,6 +152,7 @@ json::object Request::JsonBody(bool allow_empty) const {
   auto value = json::parse(body, ec, {}, options);
   if (ec) throw BadRequest("invalid_json", "the request body is not valid JSON");
   if (!value.is_object()) throw BadRequest("invalid_json", "the request body must be a JSON object");
+  if (HasDuplicateKeys(body, options)) throw BadRequest("invalid_json", "the request body names a key twice");
   return std::move(value.as_object());
 }
 

@@ -73,6 +73,12 @@ asio::awaitable<Profile> AuthService::Me(std::int64_t user_id) {
   co_return Profile{UserFromRow(result), today, std::max(0, config_.votes.daily_limit - today)};
 }
 
+asio::awaitable<bool> AuthService::Exists(std::int64_t user_id) {
+  auto params = storage::MakeParams(user_id);
+  auto result = co_await pg_.Execute(sql::kUserExists, params);
+  co_return result.Bool(0, 0);
+}
+
 asio::awaitable<domain::User> AuthService::UpdateMe(std::int64_t user_id, domain::ProfileChange change) {
   auto params = storage::MakeParams(user_id, change.username, change.email);
   try {

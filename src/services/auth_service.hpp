@@ -32,6 +32,8 @@ class AuthService {
   asio::awaitable<Session> Register(domain::Registration registration);
   asio::awaitable<Session> Login(std::string email, std::string password);
   asio::awaitable<Profile> Me(std::int64_t user_id);
+  // Whether the account exists (a token outlives nothing: it may name a user who is gone).
+  asio::awaitable<bool> Exists(std::int64_t user_id);
   asio::awaitable<domain::User> UpdateMe(std::int64_t user_id, domain::ProfileChange change);
   asio::awaitable<void> ChangePassword(std::int64_t user_id, std::string current, std::string next);
 

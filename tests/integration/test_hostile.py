@@ -303,3 +303,66 @@ def test_a_stalled_statement_and_the_requests_behind_it_get_503_at_their_deadlin
     stalled_database.thaw()
     # The server recovers without a restart: the next request opens a fresh connection.
     assert s.request("GET", "/api/users/me", token=user.token).status == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON and query strings that could be read two ways
+
+
+def test_an_escaped_key_is_the_same_key(server, user):
+    other = server.register()
+    poll = server.create_poll(user.token)
+    raw = ('{"optionIndex": 0, "user\\u0049d": %d}' % other.id).encode()
+    resp = server.request("POST", f"/api/polls/{poll['id']}/vote", raw=raw, token=user.token)
+    assert error_of(resp, 403)["code"] == "forbidden", resp
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"optionIndex": 0, "optionIndex": 1}',
+    b'{"optionIndex": 0, "option\\u0049ndex": 1}',
+    b'{"optionIndex": 0, "meta": {"a": 1, "a": 2}}',
+])
+def test_a_body_that_names_a_key_twice_is_400_and_writes_nothing(server, user, db, raw):
+    poll = server.create_poll(user.token)
+    resp = server.request("POST", f"/api/polls/{poll['id']}/vote", raw=raw, token=user.token)
+    assert error_of(resp, 400)["code"] == "invalid_json", resp
+    assert db("SELECT count(*) FROM votes WHERE poll_id = %s", poll["id"])[0][0] == 0
+
+
+@pytest.mark.parametrize("query, field", [
+    ("limit=%zz", "limit"),
+    ("tag=go&q=%", "q"),
+    ("q=a|b", "q"),
+    ("limit=5&limit=6", "limit"),
+    ("tag=a&tag=b", "tag"),
+])
+def test_a_query_string_that_does_not_parse_or_repeats_a_key_is_400_naming_it(server, user, query, field):
+    resp = server.request("GET", f"/api/polls?{query}", token=user.token)
+    err = error_of(resp, 400)
+    assert err["code"] == "validation_failed", resp
+    assert [d["field"] for d in err["details"]] == [field], resp
+
+
+# ---------------------------------------------------------------------------------------------
+# tokens
+
+
+def test_a_well_signed_token_of_a_user_that_does_not_exist_is_401_everywhere(server, user, db):
+    from test_accounts import claims_for, forge
+    poll = server.create_poll(user.token)
+    ghost = db("SELECT coalesce(max(id), 0) + 1000000 FROM users")[0][0]
+    token = forge(claims_for(ghost))
+    marker = uuid.uuid4().hex[:10]
+    attempts = [
+        ("POST", "/api/polls", {"title": f"ghost {marker}", "options": ["a", "b"], "tags": ["x"]}),
+        ("POST", f"/api/polls/{poll['id']}/vote", {"optionIndex": 0}),
+        ("POST", f"/api/polls/{poll['id']}/skip", {}),
+        ("GET", "/api/polls", None),
+        ("POST", "/api/ws/ticket", None),
+    ]
+    for method, path, body in attempts:
+        resp = server.request(method, path, body, token=token)
+        assert error_of(resp, 401)["code"] == "unauthorized", (path, resp)
+    assert polls_titled(db, marker) == 0
+    assert db("SELECT count(*) FROM votes WHERE user_id = %s", ghost)[0][0] == 0
+    assert db("SELECT count(*) FROM skips WHERE user_id = %s", ghost)[0][0] == 0
