@@ -16,6 +16,10 @@ WORKDIR /app
 COPY --from=build /src/build/release/vote /usr/local/bin/vote
 COPY config config
 COPY migrations migrations
+# Production: the server refuses to start with the development JWT key or the default database
+# and broker passwords; give them with -e VOTE_JWT_SECRET_KEY=... VOTE_POSTGRES_PASSWORD=...
+# VOTE_RABBITMQ_PASSWORD=... (docker-compose.yml requires them).
+ENV VOTE_SERVER_ENV=production
 EXPOSE 8080
 USER nobody
 ENTRYPOINT ["vote"]
