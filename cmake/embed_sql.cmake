@@ -1,8 +1,13 @@
 # Turns every .sql file under SQL_DIR into a constant in namespace vote::sql:
 #   src/sql/votes/cast_votes.sql  ->  vote::sql::kCastVotes  {"cast_votes", "<text>"}
 # The name doubles as the prepared statement's name, so it must be unique across areas.
+# Files under functions/ define database functions instead: they go into vote::sql::kFunctions,
+# which the migrator applies whenever a file's text changes.
 file(GLOB_RECURSE files RELATIVE ${SQL_DIR} ${SQL_DIR}/*.sql)
 list(SORT files)
+set(functions ${files})
+list(FILTER functions INCLUDE REGEX "^functions/")
+list(FILTER files EXCLUDE REGEX "^functions/")
 set(body "// Generated from src/sql by cmake/embed_sql.cmake. Do not edit.\n#pragma once\n\nnamespace vote::sql {\n\nstruct Statement {\n  const char* name;\n  const char* text;\n};\n\n")
 foreach(f IN LISTS files)
   get_filename_component(stem ${f} NAME_WE)
@@ -17,6 +22,12 @@ foreach(f IN LISTS files)
   file(READ ${SQL_DIR}/${f} text)
   string(APPEND body "inline constexpr Statement k${pascal}{\"${stem}\", R\"sql(${text})sql\"};\n")
 endforeach()
-string(APPEND body "\n}  // namespace vote::sql\n")
+string(APPEND body "\n// Database functions (src/sql/functions), each file's name and text.\ninline constexpr Statement kFunctions[] = {\n")
+foreach(f IN LISTS functions)
+  get_filename_component(stem ${f} NAME_WE)
+  file(READ ${SQL_DIR}/${f} text)
+  string(APPEND body "    {\"${stem}\", R\"sql(${text})sql\"},\n")
+endforeach()
+string(APPEND body "};\n\n}  // namespace vote::sql\n")
 file(WRITE ${OUT}.tmp "${body}")
 file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)

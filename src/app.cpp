@@ -56,6 +56,13 @@ storage::PoolLimits PoolLimitsOf(const config::PostgresConfig& pg, int size) {
           static_cast<std::size_t>(pg.max_waiters)};
 }
 
+// The instance's clock: the system's, ahead by server.clock_offset (tests of clock skew).
+domain::Clock InstanceClock(const config::Config& config) {
+  const auto offset = config.server.clock_offset;
+  if (offset.count() == 0) return domain::SystemClock();
+  return [offset] { return std::chrono::system_clock::now() + offset; };
+}
+
 int ThreadCount(const config::Config& config) {
   if (config.server.threads > 0) return config.server.threads;
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -68,9 +75,9 @@ struct App::Shared : services::AnswerListener, services::PollCreatedListener {
   explicit Shared(const config::Config& c)
       : config(c),
         tokens(c.jwt.secret_key, std::chrono::duration_cast<std::chrono::seconds>(c.jwt.token_duration), c.jwt.issuer,
-               domain::SystemClock()),
+               InstanceClock(c)),
         hasher(c.auth),
-        limiter_fallback(domain::SystemClock()),
+        limiter_fallback(InstanceClock(c)),
         // Counter shards start at a random place per instance, so instances spread over them.
         votes(c.votes.batches_in_flight, static_cast<int>(std::random_device{}() % 1024)),
         feed(c.feed),
@@ -108,10 +115,10 @@ struct App::Worker : api::Readiness {
         feed(pg, s.feed, s.config.feed, s.metrics, s.config.jwt.secret_key),
         stats(pg, redis, s.config.redis, s.metrics),
         polls(pg, feed, stats, redis, s, s.metrics),
-        votes(pg, stats, s, s.votes, s.config, s.metrics, domain::SystemClock()),
-        auth(pg, s.hasher, s.tokens, s.config, s.metrics, domain::SystemClock()),
+        votes(pg, stats, s, s.votes, s.config, s.metrics, InstanceClock(s.config)),
+        auth(pg, s.hasher, s.tokens, s.config, s.metrics, InstanceClock(s.config)),
         idempotency(pg, s.config.votes),
-        limiter(redis, s.limiter_fallback, s.config.ratelimit, s.metrics, domain::SystemClock()),
+        limiter(redis, s.limiter_fallback, s.config.ratelimit, s.metrics, InstanceClock(s.config)),
         tickets(redis, std::chrono::duration_cast<std::chrono::seconds>(s.config.server.ws_ticket_ttl)),
         hub(ioc, s.metrics, [this](std::int64_t id) { return StatsJson(id); }),
         services{s.config, auth, polls, votes, feed, idempotency, tickets, *this},

@@ -94,6 +94,7 @@ std::vector<Field> Fields(Config& c) {
   Bind(f, "server", "web_root", c.server.web_root);
   Bind(f, "server", "cors_origins", c.server.cors_origins);
   Bind(f, "server", "ws_ticket_ttl", c.server.ws_ticket_ttl);
+  Bind(f, "server", "clock_offset", c.server.clock_offset);
   Bind(f, "server", "log_level", c.server.log_level);
   Bind(f, "server", "access_log", c.server.access_log);
   Bind(f, "server", "port_file", c.server.port_file);
@@ -253,6 +254,9 @@ Config Load(const std::string& path, EnvLookup env) {
 void CheckProductionSecrets(const Config& c) {
   if (c.server.env != "production") return;
   const Config defaults;
+  if (c.server.clock_offset != defaults.server.clock_offset) {
+    throw ConfigError("server.clock_offset: a clock that lies is for tests only, refused in production");
+  }
   if (c.jwt.secret_key == defaults.jwt.secret_key || c.jwt.secret_key.size() < 32) {
     throw ConfigError("jwt.secret_key: the development default (or a key under 32 bytes) is refused in production");
   }

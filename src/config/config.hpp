@@ -25,6 +25,7 @@ struct ServerConfig {
   std::string web_root = "web/dist";         // the web client's built files, served at /
   std::vector<std::string> cors_origins;     // origins of clients served elsewhere, e.g. https://app.example
   Duration ws_ticket_ttl{std::chrono::seconds(30)};
+  Duration clock_offset{0};  // tests only: this instance's clock runs ahead by this much
   std::string log_level = "info";
   bool access_log = true;
   std::string port_file;  // written with the bound port once listening (tests bind port 0)

@@ -18,15 +18,6 @@ domain::User UserFromRow(const storage::Result& r, int row = 0) {
 
 }  // namespace
 
-std::string UtcDay(domain::TimePoint t) {
-  const auto days = std::chrono::floor<std::chrono::days>(t);
-  const std::chrono::year_month_day ymd{days};
-  char buffer[16];
-  std::snprintf(buffer, sizeof buffer, "%04d-%02u-%02u", static_cast<int>(ymd.year()),
-                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()));
-  return buffer;
-}
-
 AuthService::AuthService(storage::Pool& pg, PasswordHasher& hasher, const domain::TokenCodec& tokens,
                          const config::Config& config, metrics::Metrics& metrics, domain::Clock clock)
     : pg_(pg), hasher_(hasher), tokens_(tokens), config_(config), metrics_(metrics), clock_(std::move(clock)) {}
@@ -65,7 +56,7 @@ asio::awaitable<Session> AuthService::Login(std::string email, std::string passw
 }
 
 asio::awaitable<Profile> AuthService::Me(std::int64_t user_id) {
-  auto params = storage::MakeParams(user_id, UtcDay(clock_()));
+  auto params = storage::MakeParams(user_id);
   auto result = co_await pg_.Execute(sql::kFindUserById, params);
   // A valid token for a user that no longer exists is no valid session.
   if (result.Rows() != 1) throw http::Unauthorized("unknown user");
@@ -92,7 +83,7 @@ asio::awaitable<domain::User> AuthService::UpdateMe(std::int64_t user_id, domain
 }
 
 asio::awaitable<void> AuthService::ChangePassword(std::int64_t user_id, std::string current, std::string next) {
-  auto find = storage::MakeParams(user_id, UtcDay(clock_()));
+  auto find = storage::MakeParams(user_id);
   auto result = co_await pg_.Execute(sql::kFindUserById, find);
   if (result.Rows() != 1) throw http::Unauthorized("unknown user");
   std::optional<std::string> hash(std::string(result.Text(0, 4)));

@@ -46,7 +46,4 @@ class AuthService {
   domain::Clock clock_;
 };
 
-// "YYYY-MM-DD" of the UTC day containing `t`.
-std::string UtcDay(domain::TimePoint t);
-
 }  // namespace vote::services

@@ -180,7 +180,8 @@ VoteService::Group VoteService::MakeGroup(const std::vector<std::shared_ptr<Pend
     options.push_back(p->option_index);
   }
   const int shard = (queue_.shard_base_ + slot) % config_.votes.counter_shards;
-  group.cast = storage::MakeParams(users, polls, options, UtcDay(clock_()), config_.votes.daily_limit, shard);
+  // The day is the database's (NULL): instances whose clocks differ agree on when it ends.
+  group.cast = storage::MakeParams(users, polls, options, std::nullopt, config_.votes.daily_limit, shard);
   // Counts read inside the vote transaction would miss groups committing at the same moment on
   // other connections (other shards, other instances): two such groups could each cache a total
   // one short, forever. Read after the commit, the last group to commit sees every vote, and the

@@ -11,6 +11,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "sql/queries.hpp"
+
 namespace vote::storage {
 namespace {
 
@@ -68,6 +70,51 @@ std::vector<File> Files(const std::string& directory) {
   return files;
 }
 
+using ResultPtr = std::unique_ptr<PGresult, void (*)(PGresult*)>;
+
+ResultPtr ExecParams(PGconn* conn, const char* sql, std::initializer_list<const char*> values) {
+  const std::vector<const char*> params(values);
+  ResultPtr res(PQexecParams(conn, sql, static_cast<int>(params.size()), nullptr, params.data(), nullptr, nullptr, 0),
+                &PQclear);
+  const auto status = PQresultStatus(res.get());
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) throw std::runtime_error(PQresultErrorMessage(res.get()));
+  return res;
+}
+
+// Runs `work` in a transaction: committed when it returns, rolled back when it throws.
+template <typename Work>
+void InTransaction(PGconn* conn, const std::string& what, Work work) {
+  Exec(conn, "BEGIN");
+  try {
+    work();
+    Exec(conn, "COMMIT");
+  } catch (const std::exception& e) {
+    Exec(conn, "ROLLBACK");
+    throw std::runtime_error(what + " failed: " + e.what());
+  }
+}
+
+// (Re)creates each function whose text changed since it was last applied (md5 by the server).
+void ApplyFunctions(PGconn* conn, std::vector<std::string>& done) {
+  Exec(conn,
+       "CREATE TABLE IF NOT EXISTS schema_functions (name text PRIMARY KEY, checksum text NOT NULL, "
+       "applied_at timestamptz NOT NULL DEFAULT now())");
+  for (const auto& function : sql::kFunctions) {
+    const auto current = ExecParams(conn,
+                                    "SELECT EXISTS (SELECT 1 FROM schema_functions WHERE name = $1 AND checksum = md5($2))",
+                                    {function.name, function.text});
+    if (std::string_view(PQgetvalue(current.get(), 0, 0)) == "t") continue;
+    InTransaction(conn, std::string("function ") + function.name, [&] {
+      Exec(conn, function.text);
+      ExecParams(conn,
+                 "INSERT INTO schema_functions (name, checksum) VALUES ($1, md5($2)) "
+                 "ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now()",
+                 {function.name, function.text});
+    });
+    done.push_back(std::string("function ") + function.name);
+  }
+}
+
 }  // namespace
 
 Migrator::Migrator(std::string conninfo, std::string directory)
@@ -86,22 +133,14 @@ std::vector<std::string> Migrator::Up() {
       std::ifstream in(file.path);
       std::stringstream sql;
       sql << in.rdbuf();
-      Exec(conn.get(), "BEGIN");
-      try {
+      InTransaction(conn.get(), "migration " + file.version + "__" + file.name, [&] {
         Exec(conn.get(), sql.str());
-        const char* values[] = {file.version.c_str(), file.name.c_str()};
-        std::unique_ptr<PGresult, void (*)(PGresult*)> res(
-            PQexecParams(conn.get(), "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2, nullptr,
-                         values, nullptr, nullptr, 0),
-            &PQclear);
-        if (PQresultStatus(res.get()) != PGRES_COMMAND_OK) throw std::runtime_error(PQresultErrorMessage(res.get()));
-        Exec(conn.get(), "COMMIT");
-      } catch (const std::exception& e) {
-        Exec(conn.get(), "ROLLBACK");
-        throw std::runtime_error("migration " + file.version + "__" + file.name + " failed: " + e.what());
-      }
+        ExecParams(conn.get(), "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                   {file.version.c_str(), file.name.c_str()});
+      });
       done.push_back(file.version);
     }
+    ApplyFunctions(conn.get(), done);
   } catch (...) {
     Exec(conn.get(), kUnlock);
     throw;

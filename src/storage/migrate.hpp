@@ -11,13 +11,15 @@ struct MigrationStatus {
   bool applied = false;
 };
 
-// Applies migrations/V<NNN>__<name>.sql in order, each in its own transaction, under a
-// session advisory lock so that instances starting together migrate exactly once.
-// Runs from the CLI before serving, so it uses libpq's blocking API.
+// Applies migrations/V<NNN>__<name>.sql in order, each in its own transaction, then every
+// database function of src/sql/functions whose text differs from the one applied last (a
+// checksum per function in schema_functions), all under a session advisory lock so that
+// instances starting together migrate exactly once. Runs from the CLI before serving, so it
+// uses libpq's blocking API.
 class Migrator {
  public:
   Migrator(std::string conninfo, std::string directory);
-  // Returns the versions it applied.
+  // Returns the versions it applied, then "function <name>" for each function (re)applied.
   std::vector<std::string> Up();
   std::vector<MigrationStatus> Status();
 

@@ -727,6 +727,11 @@ def migration_files():
             for f in names]
 
 
+def function_files():
+    """The database functions (src/sql/functions/<name>.sql), in the order they are applied."""
+    return sorted(f[:-4] for f in os.listdir(os.path.join(ROOT, "src", "sql", "functions")) if f.endswith(".sql"))
+
+
 @pytest.fixture
 def empty_database():
     name = f"vote_it_mig_{os.getpid()}_{uuid.uuid4().hex[:8]}"
@@ -766,7 +771,8 @@ def test_three_concurrent_migrate_up_apply_each_migration_once(empty_database):
     # Exactly one process applied the migrations; the others found them applied.
     applying = [out for _, out, _ in outputs if "applied" in out]
     assert len(applying) == 1, outputs
-    assert applying[0].split() == ["migrations:", "applied"] + [v for v, _ in files], applying
+    functions = [w for f in function_files() for w in ("function", f)]
+    assert applying[0].split() == ["migrations:", "applied"] + [v for v, _ in files] + functions, applying
     assert sum("up to date" in out for _, out, _ in outputs) == 2, outputs
 
     conn = psycopg2.connect(dbname=empty_database, **PG)
@@ -923,3 +929,27 @@ def test_production_refuses_default_database_password_even_with_a_strong_jwt_sec
                            "VOTE_POSTGRES_PASSWORD": "postgres"})
     assert result.returncode != 0
     assert "postgres.password" in result.stderr, result.stderr
+
+
+def test_a_function_is_applied_again_when_its_text_differs_from_the_applied_one(empty_database):
+    env = {"VOTE_POSTGRES_DBNAME": empty_database}
+    assert run_vote(["migrate", "up", "--config", CONFIG], env=env).returncode == 0
+    conn = psycopg2.connect(dbname=empty_database, **PG)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT name FROM schema_functions ORDER BY name")
+            assert [r[0] for r in cur.fetchall()] == function_files()
+            # As if cast_votes.sql had changed since it was applied, and someone broke it by hand.
+            cur.execute("UPDATE schema_functions SET checksum = 'old' WHERE name = 'cast_votes'")
+            cur.execute("CREATE OR REPLACE FUNCTION skip_poll(p_user bigint, p_poll bigint) "
+                        "RETURNS TABLE (poll_exists boolean, voted boolean, answer_seq bigint) "
+                        "LANGUAGE sql AS 'SELECT false, false, NULL::bigint'")
+            again = run_vote(["migrate", "up", "--config", CONFIG], env=env)
+            # Only the function whose recorded text differs is applied again.
+            assert again.returncode == 0 and again.stdout.split() == ["migrations:", "applied", "function",
+                                                                     "cast_votes"], again.stdout
+            cur.execute("SELECT prosrc FROM pg_proc WHERE proname = 'cast_votes'")
+            assert "pg_advisory_xact_lock" in cur.fetchone()[0]
+    finally:
+        conn.close()

@@ -688,3 +688,46 @@ def test_a_vote_group_rolled_back_to_break_a_deadlock_is_written_again(make_isol
     assert isolated.db("SELECT count(*) FROM votes WHERE poll_id = %s", poll)[0][0] == 1
     assert isolated.db("SELECT sum(votes) FROM poll_option_counts WHERE poll_id = %s", poll)[0][0] == 1
     assert isolated.db("SELECT count FROM daily_votes WHERE user_id = %s", user.id)[0][0] == 1
+
+
+def test_a_skip_waiting_behind_a_vote_of_the_same_user_sees_it(server, creator, db, poll):
+    # Both take the user's lock: held here, the vote waits first and the skip behind it. Once
+    # the lock is free, the vote commits and the skip finds it (409), never both accepted.
+    u = server.register("racer")
+    holder = psycopg2.connect(dbname=db("SELECT current_database()")[0][0], **PG)
+    answers = {}
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (u.id,))
+            t_vote = threading.Thread(target=lambda: answers.update(vote=vote(server, u.token, poll["id"], 1)))
+            t_vote.start()
+            wait_until(lambda: db("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                  "AND query LIKE '%%cast_votes%%'")[0][0] >= 1, 10, message="vote waiting on the lock")
+            t_skip = threading.Thread(target=lambda: answers.update(skip=skip(server, u.token, poll["id"])))
+            t_skip.start()
+            time.sleep(0.5)
+            assert "skip" not in answers, answers  # the skip waits for the same lock
+        holder.commit()
+        t_vote.join(20)
+        t_skip.join(20)
+    finally:
+        holder.close()
+    assert answers["vote"].status == 200, answers
+    assert answers["skip"].status == 409 and answers["skip"].json["error"]["code"] == "already_voted", answers
+    assert db("SELECT count(*) FROM skips WHERE user_id = %s", u.id)[0][0] == 0
+
+
+def test_instances_whose_clocks_differ_count_the_same_day(make_server, creator, db):
+    # B's clock is a day ahead. The day of the limit is the database's, so B does not open a
+    # fresh day's allowance for a user who spent today's on A.
+    # (A's tokens live 3 days, so they are still good by B's clock.)
+    a = make_server(env={"VOTE_VOTES_DAILY_LIMIT": "3", "VOTE_JWT_TOKEN_DURATION": "72h"}, name="clock-a")
+    b = make_server(env={"VOTE_VOTES_DAILY_LIMIT": "3", "VOTE_SERVER_CLOCK_OFFSET": "24h"}, name="clock-b")
+    u = a.register("skewed")
+    polls = [a.create_poll(creator.token) for _ in range(4)]
+    assert [vote(a, u.token, p["id"]).status for p in polls[:3]] == [200, 200, 200]
+    r = vote(b, u.token, polls[3]["id"])
+    assert r.status == 429 and r.json["error"]["code"] == "daily_vote_limit_reached", r
+    profile = b.request("GET", "/api/users/me", token=u.token).json
+    assert profile["votesToday"] == 3 and profile["votesRemainingToday"] == 0, profile
+    assert db("SELECT count(*) FROM votes WHERE user_id = %s", u.id)[0][0] == 3
