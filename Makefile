@@ -5,13 +5,23 @@ BIN := build/release/vote
 TEST_BIN := build/debug-asan/vote
 export CCACHE_DIR ?= $(HOME)/.cache/ccache
 
-.PHONY: run test build build-test bootstrap stack-up stack-down migrate bench loadtest clean gcc-check format
+# What the web client's build reads: it is rebuilt only when one of these changed.
+WEB_SOURCES := $(shell find web/src web/public web/scripts -type f 2>/dev/null) \
+  web/index.html web/vite.config.ts web/tsconfig.json web/package.json web/package-lock.json docs/openapi.yaml
 
-run: bootstrap build stack-up migrate
+.PHONY: run test build build-test web bootstrap stack-up stack-down migrate bench loadtest clean gcc-check format
+
+run: bootstrap build web stack-up migrate
 	$(BIN) serve --config config/config.yaml
 
-test: bootstrap build-test
+test: bootstrap build-test web
 	scripts/test
+
+# The web client, served by the server from web/dist (server.web_root).
+web: web/dist/index.html
+
+web/dist/index.html: $(WEB_SOURCES) | bootstrap
+	cd web && npm run build
 
 build: bootstrap
 	cmake --preset release >/dev/null
@@ -48,4 +58,4 @@ format:
 	clang-format -i $$(git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'bench/*.cpp')
 
 clean:
-	rm -rf build
+	rm -rf build web/dist
