@@ -9,7 +9,7 @@ export CCACHE_DIR ?= $(HOME)/.cache/ccache
 WEB_SOURCES := $(shell find web/src web/public web/scripts -type f 2>/dev/null) \
   web/index.html web/vite.config.ts web/tsconfig.json web/package.json web/package-lock.json docs/openapi.yaml
 
-.PHONY: run test build build-test web bootstrap stack-up stack-down migrate bench loadtest clean gcc-check format
+.PHONY: run test build build-test fuzz web bootstrap stack-up stack-down migrate bench loadtest clean gcc-check format
 
 run: bootstrap build web stack-up migrate
 	$(BIN) serve --config config/config.yaml
@@ -30,6 +30,15 @@ build: bootstrap
 build-test: bootstrap
 	cmake --preset debug-asan >/dev/null
 	cmake --build --preset debug-asan
+	cmake --preset fuzz >/dev/null
+	cmake --build --preset fuzz
+
+# Each libFuzzer target for FUZZ_SECONDS (make test runs them over their seeds, briefly).
+FUZZ_SECONDS ?= 600
+fuzz: bootstrap
+	cmake --preset fuzz >/dev/null
+	cmake --build --preset fuzz
+	scripts/fuzz $(FUZZ_SECONDS)
 
 bootstrap:
 	@scripts/bootstrap

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "events/amqp.hpp"
+#include "events/event_codec.hpp"
 #include "sql/queries.hpp"
 
 namespace vote::events {
@@ -137,82 +138,6 @@ std::string_view ExchangeFor(std::string_view type) {
   return kSystemExchange;
 }
 
-// One event on the broker: {"id","type","at","payload"}; "at" is when it was written (Unix
-// seconds). The payload is already JSON (jsonb text).
-std::string EncodeEvent(std::string_view id, std::string_view type, std::string_view at, std::string_view payload) {
-  std::string body = R"({"id":)";
-  body += boost::json::serialize(boost::json::string(id));
-  body += R"(,"type":)";
-  body += boost::json::serialize(boost::json::string(type));
-  body += R"(,"at":)";
-  body += at.empty() ? std::string_view("0") : at;
-  body += R"(,"payload":)";
-  body += payload;
-  body += '}';
-  return body;
-}
-
-std::optional<Event> DecodeOne(boost::json::value& value, std::optional<std::int64_t>& at) {
-  if (!value.is_object()) {
-    return std::nullopt;
-  }
-  auto& object = value.as_object();
-  const auto* id = object.if_contains("id");
-  const auto* type = object.if_contains("type");
-  auto* payload = object.if_contains("payload");
-  if (id == nullptr || !id->is_string() || id->as_string().empty() || type == nullptr || !type->is_string() ||
-      payload == nullptr || !payload->is_object()) {
-    return std::nullopt;
-  }
-  if (const auto* when = object.if_contains("at"); when != nullptr && when->is_int64() && when->as_int64() > 0) {
-    at = when->as_int64();
-  }
-  return Event{std::string(id->as_string()), std::string(type->as_string()), std::move(payload->as_object())};
-}
-
-// A message carries one event, or an envelope {"events":[...]} of many: the relay packs the
-// events of one batch and exchange into envelopes, because the broker's cost is per message
-// (routing, persistence in every bound queue), not per byte. Nothing when any part is malformed.
-struct DecodedEvent {
-  Event event;
-  std::optional<std::int64_t> at;
-};
-std::optional<std::vector<DecodedEvent>> DecodeEvents(std::string_view body) {
-  boost::json::error_code ec;
-  auto value = boost::json::parse(body, ec);
-  if (ec || !value.is_object()) {
-    return std::nullopt;
-  }
-  // A single event is read as an envelope of one.
-  boost::json::array single;
-  auto* items = &single;
-  if (auto* events = value.as_object().if_contains("events")) {
-    if (!events->is_array() || events->as_array().empty()) {
-      return std::nullopt;
-    }
-    items = &events->as_array();
-  } else {
-    single.push_back(std::move(value));
-  }
-  std::vector<DecodedEvent> out;
-  for (auto& item : *items) {
-    std::optional<std::int64_t> at;
-    auto event = DecodeOne(item, at);
-    if (!event) {
-      return std::nullopt;
-    }
-    out.push_back({std::move(*event), at});
-  }
-  return out;
-}
-
-std::optional<std::int64_t> PollId(const boost::json::object& payload) {
-  const auto* v = payload.if_contains("pollId");
-  if (v != nullptr && v->is_int64()) {
-    return v->get_int64();
-  }
-  return std::nullopt;
-}
 
 std::int64_t UnixNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
