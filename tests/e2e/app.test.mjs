@@ -414,6 +414,8 @@ e2e('a tag tapped on a card and words searched filter the feed, and the filter l
   await page.getByRole('searchbox', { name: 'Search polls' }).fill('languages');
   await page.getByRole('button', { name: 'Search', exact: true }).click();
   await cardOf(page, 'Best pizza topping?').waitFor({ state: 'detached', timeout: kTimeout });
+  // The list is replaced by the search's page: wait for it before counting.
+  await cardOf(page, 'Favourite programming language for scripts?').waitFor({ timeout: kTimeout });
   assert.equal(new URL(page.url()).search, `?tag=${topic}&q=languages`);
   assert.equal(await page.locator('article.card').count(), 1, 'word stems match: languages finds language');
 
