@@ -157,6 +157,12 @@ struct FeedState::Impl {
     std::shared_lock lock(index_mutex);
     return index.Candidates(std::nullopt)->contains(static_cast<std::uint32_t>(poll_id));
   }
+  // The newest poll this instance has indexed (from its refreshes, its own writes and events).
+  std::int64_t NewestIndexed() const {
+    std::shared_lock lock(index_mutex);
+    const Roaring* all = index.Candidates(std::nullopt);
+    return all->isEmpty() ? 0 : static_cast<std::int64_t>(all->maximum());
+  }
   // The unseen ids, and how far the user's set was complete when they were picked.
   std::pair<std::vector<std::int64_t>, std::int64_t> Pick(UserAnswered& user, const std::optional<std::string>& tag,
                                                           std::optional<std::int64_t> before, std::size_t skip,
@@ -289,11 +295,22 @@ asio::awaitable<std::vector<std::int64_t>> FeedService::IndexIds(const FeedQuery
   const std::size_t skip = check_offset ? 0 : offset;
   const std::size_t count = check_offset ? offset + want : want;
   std::vector<std::int64_t> ids;
+  bool caught_up = false;
   for (int round = 1;; ++round) {
     auto picked = impl.Pick(*user, query.tag, before, skip, count);
     ids = std::move(picked.first);
-    if (ids.empty()) break;
+    // The check runs for an empty pick too: it also says which poll is the newest stored.
     const auto check = co_await AnsweredAmong(query.user_id, picked.second, ids);
+    // Read-your-writes across instances: a poll created through another instance a moment ago
+    // may not have reached this index yet (its event is in flight). The check names the newest
+    // stored poll; if this index lacks it, catch up now and pick again, so no correctness rests
+    // on an event arriving in time.
+    if (!caught_up && check.newest_poll > impl.NewestIndexed()) {
+      caught_up = true;
+      co_await Refresh();
+      continue;
+    }
+    if (ids.empty()) break;
     metrics_.FeedCheck(check.stored_seq == picked.second).Increment();
     {
       std::lock_guard lock(user->mutex);
@@ -372,6 +389,7 @@ asio::awaitable<void> FeedService::RunChecks() {
         auto& out = group[index]->result;
         out.stored_seq = result.Int(row, 1);
         if (!result.IsNull(row, 2)) out.hits.push_back(result.Int(row, 2));
+        out.newest_poll = result.Int(row, 3);
       }
     } catch (const std::exception&) {
       for (auto& check : group) check->error = std::current_exception();

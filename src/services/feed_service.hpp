@@ -67,6 +67,7 @@ class FeedService {
   struct CheckResult {
     std::int64_t stored_seq = 0;
     std::vector<std::int64_t> hits;
+    std::int64_t newest_poll = 0;  // the highest poll id stored when the check ran
   };
   asio::awaitable<CheckResult> AnsweredAmong(std::int64_t user_id, std::int64_t known_seq,
                                              const std::vector<std::int64_t>& ids);

@@ -2,8 +2,10 @@
 -- sequence now, and, only when it is not the one the instance's answered set is complete
 -- through ($2), which of the request's ids ($5[$3:$4]) the user has voted on or skipped.
 -- The CASE keeps the probes out of the plan for current sets (as a join filter, the planner
--- would apply the comparison only after probing every id).
-SELECT r.ord, coalesce(a.seq, 0), hit.poll_id
+-- would apply the comparison only after probing every id). The last column, the newest poll
+-- id stored (one backward step of the primary key, computed once per statement), tells the
+-- instance whether its feed index misses a poll created elsewhere.
+SELECT r.ord, coalesce(a.seq, 0), hit.poll_id, (SELECT coalesce(max(id), 0) FROM polls)
   FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::int[]) WITH ORDINALITY AS r(user_id, known, first, last, ord)
   LEFT JOIN answer_seqs a ON a.user_id = r.user_id
   LEFT JOIN LATERAL (
