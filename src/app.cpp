@@ -114,7 +114,7 @@ struct App::Worker : api::Readiness {
         redis(ioc.get_executor(), s.config.redis),
         feed(pg, s.feed, s.config.feed, s.metrics, s.config.jwt.secret_key),
         stats(pg, redis, s.config.redis, s.metrics),
-        polls(pg, feed, stats, redis, s, s.metrics),
+        polls(pg, feed, stats, redis, s, s.metrics, s.config.jwt.secret_key),
         votes(pg, stats, s, s.votes, s.config, s.metrics, InstanceClock(s.config)),
         auth(pg, s.hasher, s.tokens, s.config, s.metrics, InstanceClock(s.config)),
         idempotency(pg, s.config.votes),

@@ -35,4 +35,6 @@ namespace vote::api {
 // Answers 101 to an authenticated WebSocket upgrade; the server then hands the socket to the hub.
 awaitable<Response> WebSocketUpgrade(Request& req, Services& s);
 awaitable<Response> IssueWsTicket(Request& req, Services& s);
+awaitable<Response> MyPolls(Request& req, Services& s);
+awaitable<Response> MyVotes(Request& req, Services& s);
 }  // namespace vote::api

@@ -163,6 +163,33 @@ awaitable<Response> HotPolls(Request& req, Services& s) {
   co_return http::JsonResponse(http::Status::ok, json::object{{"polls", std::move(items)}});
 }
 
+namespace {
+
+awaitable<Response> MyList(Request& req, Services& s, services::MyList list) {
+  int limit = 20;
+  if (auto text = req.Query("limit")) {
+    const auto value = ParseInt(*text);
+    if (!value || *value < 1 || *value > 50) throw http::ValidationFailed({{"limit", "must be an integer from 1 to 50"}});
+    limit = *value;
+  }
+  auto cursor = req.Query("cursor");
+  if (cursor && cursor->empty()) cursor.reset();
+  const auto page = co_await s.polls.Mine(req.User(), list, limit, cursor);
+  json::array items;
+  for (const auto& view : page.polls) {
+    items.push_back(domain::ToJson(view.poll, view.my_vote, view.stats ? &*view.stats : nullptr));
+  }
+  co_return http::JsonResponse(http::Status::ok,
+                               json::object{{"polls", std::move(items)},
+                                            {"nextCursor", page.next_cursor ? json::value(*page.next_cursor)
+                                                                            : json::value(nullptr)}});
+}
+
+}  // namespace
+
+awaitable<Response> MyPolls(Request& req, Services& s) { return MyList(req, s, services::MyList::kCreated); }
+awaitable<Response> MyVotes(Request& req, Services& s) { return MyList(req, s, services::MyList::kVoted); }
+
 awaitable<Response> GetPoll(Request& req, Services& s) {
   const auto view = co_await s.polls.Get(req.User(), req.PathId("id", "poll_not_found"));
   const auto body = domain::ToJson(view.poll, view.my_vote, view.stats ? &*view.stats : nullptr);

@@ -20,6 +20,8 @@ http::Router MakeRouter(Services& s) {
   r.Add({verb::get, "/api/users/me", Access::kAuthenticated, bind(GetMe)});
   r.Add({verb::patch, "/api/users/me", Access::kAuthenticated, bind(PatchMe)});
   r.Add({verb::post, "/api/users/me/password", Access::kAuthenticated, bind(ChangePassword)});
+  r.Add({verb::get, "/api/users/me/polls", Access::kAuthenticated, bind(MyPolls)});
+  r.Add({verb::get, "/api/users/me/votes", Access::kAuthenticated, bind(MyVotes)});
 
   r.Add({verb::post, "/api/polls", Access::kAuthenticated, bind(CreatePoll)});
   r.Add({verb::get, "/api/polls", Access::kAuthenticated, bind(Feed)});

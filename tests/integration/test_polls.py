@@ -381,3 +381,62 @@ def test_stats_of_a_unanimous_poll_show_100_percent(server, user):
     s = server.request("GET", f"/api/polls/{poll['id']}/stats", token=user.token)
     assert [o["percentage"] for o in s.json["options"]] == [0, 100]
     assert json.loads(s.raw)["options"][1]["percentage"] == 100.0
+
+
+# ---------------------------------------------------------------------------------------------
+# the caller's own lists
+
+
+def test_my_polls_lists_the_callers_polls_newest_first_with_counts_page_by_page(server):
+    author, other, voter = server.register(), server.register(), server.register()
+    mine = [server.create_poll(author.token, title=f"mine {i}")["id"] for i in range(5)]
+    server.create_poll(other.token, title="not mine")
+    assert server.request("POST", f"/api/polls/{mine[4]}/vote", {"optionIndex": 2}, token=voter.token).status == 200
+    first = server.request("GET", "/api/users/me/polls?limit=2", token=author.token)
+    assert first.status == 200, first
+    assert [p["id"] for p in first.json["polls"]] == [mine[4], mine[3]]
+    assert first.json["polls"][0]["stats"]["totalVotes"] == 1
+    assert first.json["polls"][0]["stats"]["options"][2]["votes"] == 1
+    assert first.json["polls"][0]["myVote"] is None
+    seen = [p["id"] for p in first.json["polls"]]
+    cursor = first.json["nextCursor"]
+    while cursor:
+        page = server.request("GET", f"/api/users/me/polls?limit=2&cursor={cursor}", token=author.token)
+        assert page.status == 200, page
+        seen += [p["id"] for p in page.json["polls"]]
+        cursor = page.json["nextCursor"]
+    assert seen == mine[::-1]
+    empty = server.request("GET", "/api/users/me/polls", token=voter.token)
+    assert empty.status == 200 and empty.json == {"polls": [], "nextCursor": None}
+
+
+def test_my_votes_lists_the_polls_voted_on_with_my_vote_and_not_the_skipped(server):
+    author, voter = server.register(), server.register()
+    polls = [server.create_poll(author.token)["id"] for _ in range(3)]
+    assert server.request("POST", f"/api/polls/{polls[0]}/vote", {"optionIndex": 1}, token=voter.token).status == 200
+    assert server.request("POST", f"/api/polls/{polls[2]}/vote", {"optionIndex": 0}, token=voter.token).status == 200
+    assert server.request("POST", f"/api/polls/{polls[1]}/skip", {}, token=voter.token).status == 200
+    r = server.request("GET", "/api/users/me/votes", token=voter.token)
+    assert r.status == 200, r
+    assert [(p["id"], p["myVote"]) for p in r.json["polls"]] == [(polls[2], 0), (polls[0], 1)]
+    assert all(p["stats"]["totalVotes"] == 1 for p in r.json["polls"])
+    assert r.json["nextCursor"] is None
+
+
+def test_a_cursor_of_one_list_or_user_is_refused_by_another(server):
+    author, other = server.register(), server.register()
+    for _ in range(3):
+        server.create_poll(author.token)
+    cursor = server.request("GET", "/api/users/me/polls?limit=1", token=author.token).json["nextCursor"]
+    assert cursor
+    for path, token in [("/api/users/me/votes", author.token), ("/api/users/me/polls", other.token),
+                        ("/api/polls", author.token)]:
+        r = server.request("GET", f"{path}?cursor={cursor}", token=token)
+        assert r.status == 400 and r.json["error"]["code"] == "invalid_cursor", (path, r)
+
+
+@pytest.mark.parametrize("limit", ["0", "51", "x", "-1"])
+def test_my_lists_refuse_a_bad_limit(server, user, limit):
+    for path in ("/api/users/me/polls", "/api/users/me/votes"):
+        r = server.request("GET", f"{path}?limit={limit}", token=user.token)
+        assert r.status == 400 and r.json["error"]["details"][0]["field"] == "limit", r

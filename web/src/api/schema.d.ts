@@ -141,6 +141,49 @@ export interface paths {
         patch: operations["updateMe"];
         trace?: never;
     };
+    "/api/users/me/polls": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's polls, newest first, with their counts
+         * @description **Decision:** the author sees the counts of their own polls here (`stats` on every
+         *     item, `myVote` as for any poll), page by page: `limit` 1-50 (default 20), `cursor` from
+         *     the previous page's `nextCursor`. A cursor of another list, user or of the feed is
+         *     `400 invalid_cursor`.
+         */
+        get: operations["myPolls"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/users/me/votes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The polls the caller voted on, newest poll first, with the caller's vote and the counts
+         * @description Skipped polls are not listed. Paging as `/api/users/me/polls`.
+         */
+        get: operations["myVotes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/users/me/password": {
         parameters: {
             query?: never;
@@ -608,6 +651,17 @@ export interface components {
             polls: components["schemas"]["PollView"][];
             /** @description Opaque; pass back as `cursor`. `null` when nothing is left. */
             nextCursor: string | null;
+        };
+        MyPollsPage: {
+            /** @description Newest first; each with `stats`, and `myVote` (set in `/votes`). */
+            polls: components["schemas"]["PollView"][];
+            /** @description Opaque; pass back as `cursor`. `null` when nothing is left. */
+            nextCursor: string | null;
+        };
+        WsTicket: {
+            /** @description 32 characters of base64url (192 random bits). */
+            ticket: string;
+            expiresAt: components["schemas"]["Timestamp"];
         };
         HotPolls: {
             /** @description Most votes in the last hour first; at most `limit`. */
@@ -1590,6 +1644,70 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    myPolls: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+            };
+            header?: {
+                /**
+                 * @description Echoed in the response's `X-Request-ID` when it is 1-128 printable ASCII characters
+                 *     without space, `"` or `\`; otherwise a new id (32 hex characters) is generated.
+                 */
+                "X-Request-ID"?: components["parameters"]["RequestId"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MyPollsPage"];
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["RateLimited"];
+        };
+    };
+    myVotes: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+            };
+            header?: {
+                /**
+                 * @description Echoed in the response's `X-Request-ID` when it is 1-128 printable ASCII characters
+                 *     without space, `"` or `\`; otherwise a new id (32 hex characters) is generated.
+                 */
+                "X-Request-ID"?: components["parameters"]["RequestId"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MyPollsPage"];
+                };
+            };
+            400: components["responses"]["ValidationFailed"];
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["RateLimited"];
+        };
+    };
     changePassword: {
         parameters: {
             query?: {
@@ -2291,11 +2409,7 @@ export interface operations {
                      *       "expiresAt": "2026-11-27T17:04:35Z"
                      *     }
                      */
-                    "application/json": {
-                        /** @description 32 characters of base64url (192 random bits). */
-                        ticket: string;
-                        expiresAt: components["schemas"]["Timestamp"];
-                    };
+                    "application/json": components["schemas"]["WsTicket"];
                 };
             };
             401: components["responses"]["Unauthorized"];
