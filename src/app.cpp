@@ -377,6 +377,7 @@ int App::Run() {
       for (auto& w : workers_) {
         asio::post(w->ioc, [w = w.get()] {
           w->server.ForceClose();
+          w->votes.Stop();
           w->background_timer.cancel();
           w->hub.Shutdown();
           w->redis.Stop();
