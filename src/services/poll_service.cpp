@@ -54,7 +54,7 @@ asio::awaitable<PollPage> PollService::Mine(std::int64_t user_id, MyList list, i
   std::vector<std::optional<int>> votes;
   for (int row = 0; row < rows.Rows(); ++row) {
     ids.push_back(rows.Int(row, 0));
-    votes.push_back(list == MyList::kVoted ? std::optional<int>(static_cast<int>(rows.Int(row, 1))) : std::nullopt);
+    votes.push_back(rows.IsNull(row, 1) ? std::nullopt : std::optional<int>(static_cast<int>(rows.Int(row, 1))));
   }
   PollPage page;
   const bool more = ids.size() > static_cast<std::size_t>(limit);

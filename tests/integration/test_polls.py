@@ -398,6 +398,10 @@ def test_my_polls_lists_the_callers_polls_newest_first_with_counts_page_by_page(
     assert first.json["polls"][0]["stats"]["totalVotes"] == 1
     assert first.json["polls"][0]["stats"]["options"][2]["votes"] == 1
     assert first.json["polls"][0]["myVote"] is None
+    # The author's own vote on their poll shows as on any poll.
+    assert server.request("POST", f"/api/polls/{mine[3]}/vote", {"optionIndex": 1}, token=author.token).status == 200
+    again = server.request("GET", "/api/users/me/polls?limit=2", token=author.token)
+    assert [p["myVote"] for p in again.json["polls"]] == [None, 1]
     seen = [p["id"] for p in first.json["polls"]]
     cursor = first.json["nextCursor"]
     while cursor:
