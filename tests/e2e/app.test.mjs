@@ -78,6 +78,24 @@ function tag(prefix) {
   return `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
 }
 
+/** A section of the profile ("My polls", "Polls I voted on"), found by its heading like a screen reader would. */
+function profileList(page, name) {
+  return page.getByRole('region', { name, exact: true });
+}
+
+/** The titles a profile list shows, once they are `expected` (or its last state when they never are). */
+async function expectTitles(list, expected) {
+  let titles = [];
+  for (const deadline = Date.now() + kTimeout; Date.now() < deadline; ) {
+    titles = await list.locator('.summary-title').allTextContents();
+    if (JSON.stringify(titles) === JSON.stringify(expected)) {
+      break;
+    }
+    await sleep(50);
+  }
+  assert.deepEqual(titles, expected);
+}
+
 async function expectText(locator, text) {
   await locator.filter({ hasText: text }).first().waitFor({ timeout: kTimeout });
 }
@@ -93,7 +111,8 @@ async function assertAccessible(page, screen) {
   );
 }
 
-async function screenshot(page, name) {
+/** `fullPage`: the whole screen, not only what fits the viewport (the profile's lists are below it). */
+async function screenshot(page, name, { fullPage = false } = {}) {
   if (process.env.VOTE_E2E_SCREENSHOTS === '0') {
     return;
   }
@@ -102,7 +121,7 @@ async function screenshot(page, name) {
     await page.setViewportSize(viewport);
     await page.evaluate(() => document.activeElement instanceof HTMLElement && document.activeElement.blur());
     await sleep(150); // layout settles after the resize
-    await page.screenshot({ path: join(kScreens, `${name}-${viewport.width}x${viewport.height}.png`) });
+    await page.screenshot({ path: join(kScreens, `${name}-${viewport.width}x${viewport.height}.png`), fullPage });
   }
   await page.setViewportSize(kViewports[0]);
 }
@@ -199,8 +218,10 @@ e2e('every screen passes axe (no serious or critical finding) and is photographe
   await feed.getByRole('link', { name: 'Profile' }).click();
   await feed.getByRole('heading', { name: 'maria' }).waitFor({ timeout: kTimeout });
   await feed.locator('.hot li').first().waitFor({ timeout: kTimeout });
+  await expectTitles(profileList(feed, 'My polls'), ['What should we name the new meeting room?']);
+  await expectTitles(profileList(feed, 'Polls I voted on'), ['Which language should we use for the next service?']);
   await assertAccessible(feed, 'profile');
-  await screenshot(feed, 'profile');
+  await screenshot(feed, 'profile', { fullPage: true });
   watchFeed.assertClean();
   await context.close();
 });
@@ -252,6 +273,200 @@ e2e('a poll created in one browser is voted on in another and the first sees the
   await voter.close();
 });
 
+e2e('the profile lists my polls and the polls I voted on, and their counts change live', async () => {
+  const owner = await server.api.register();
+  const theirs = tag('theirs');
+  const mine = tag('mine');
+  const season = `Which season is best? ${theirs}`;
+  const skipped = `A poll to skip ${theirs}`;
+  const votedPoll = await server.api.createPoll(owner.token, { title: season, options: ['Spring', 'Summer', 'Autumn'], tags: [theirs] });
+  await server.api.createPoll(owner.token, { title: skipped, options: ['This', 'That'], tags: [theirs] });
+  await server.api.createPoll(owner.token, { title: `A poll left open ${theirs}`, options: ['Up', 'Down'], tags: [theirs] });
+  const others = [];
+  for (let i = 0; i < 3; i++) {
+    others.push(await server.api.register());
+  }
+  await server.api.vote(others[0].token, votedPoll.id, 0);
+  await server.api.vote(others[1].token, votedPoll.id, 1);
+
+  const context = await signedInContext(browser, server, await server.api.register());
+  const page = await context.newPage();
+  const watch = watchPage(page);
+  // The polls the live connection follows, as the server acknowledged them.
+  const subscribed = new Set();
+  page.on('websocket', (ws) =>
+    ws.on('framereceived', ({ payload }) => {
+      const message = JSON.parse(String(payload));
+      if (message.type === 'subscribed') {
+        message.pollIds.forEach((id) => subscribed.add(id));
+      } else if (message.type === 'unsubscribed') {
+        message.pollIds.forEach((id) => subscribed.delete(id));
+      }
+    }),
+  );
+  let navigations = 0;
+  page.on('framenavigated', (frame) => frame === page.mainFrame() && navigations++);
+
+  // A new user: both lists say so.
+  await open(page, server, '/me');
+  await expectText(profileList(page, 'My polls').locator('.list-empty'), 'You have not created a poll yet.');
+  await expectText(profileList(page, 'Polls I voted on').locator('.list-empty'), 'You have not voted yet.');
+  await assertAccessible(page, 'profile with empty lists');
+
+  // Two polls of my own, through the form.
+  const created = [];
+  for (const [title, options] of [
+    [`My first poll ${mine}`, ['Yes', 'No']],
+    [`My second poll ${mine}`, ['Left', 'Right', 'Centre']],
+  ]) {
+    await page.getByRole('link', { name: 'New poll' }).click();
+    await page.getByLabel('Question').fill(title);
+    await page.getByLabel('Option 1').fill(options[0]);
+    await page.getByLabel('Option 2').fill(options[1]);
+    if (options[2]) {
+      await page.getByRole('button', { name: 'Add option' }).click();
+      await page.getByLabel('Option 3').fill(options[2]);
+    }
+    await page.getByLabel('Tag 1').fill(mine);
+    await page.getByRole('button', { name: 'Publish poll' }).click();
+    await page.getByRole('heading', { name: 'Your poll is live' }).waitFor({ timeout: kTimeout });
+    created.push({ title, id: Number(new URL(page.url()).pathname.split('/').pop()) });
+  }
+
+  // A vote on someone else's poll, a skip of another, and one left unanswered: only the vote counts.
+  await open(page, server, `/?tag=${theirs}`);
+  const seasonCard = cardOf(page, season);
+  await seasonCard.getByRole('button', { name: 'Autumn', exact: true }).click();
+  await expectText(seasonCard.locator('.results-total'), '3 votes');
+  await cardOf(page, skipped).getByRole('button', { name: /^Skip/ }).click();
+  await cardOf(page, skipped).waitFor({ state: 'detached', timeout: kTimeout });
+
+  subscribed.clear(); // from here on, only what the profile asks for
+  await page.getByRole('link', { name: 'Profile' }).click();
+  const myPolls = profileList(page, 'My polls');
+  const myVotes = profileList(page, 'Polls I voted on');
+  await expectTitles(myPolls, [created[1].title, created[0].title]);
+  await expectTitles(myVotes, [season]);
+  for (const { title } of created) {
+    const summary = myPolls.locator('.summary').filter({ hasText: title });
+    await expectText(summary.locator('.results-total'), '0 votes');
+    assert.equal(await summary.getByRole('link', { name: `Show polls tagged #${mine}` }).count(), 1, 'its tag is shown');
+  }
+  assert.equal(await myPolls.locator('.result.mine').count(), 0, 'no vote of mine on my own polls');
+  const votedSummary = myVotes.locator('.summary');
+  await expectText(votedSummary.locator('.results-total'), '3 votes');
+  assert.deepEqual(await votedSummary.locator('.result-text').allTextContents(), ['Spring', 'Summer', 'Autumn · your vote']);
+  assert.equal(await votedSummary.locator('.result.mine').count(), 1);
+  assert.deepEqual(await votedSummary.locator('.result-figures').allTextContents(), [
+    '33.3% (1 vote)',
+    '33.3% (1 vote)',
+    '33.3% (1 vote)',
+  ]);
+  assert.equal(await votedSummary.getByRole('link', { name: `Show polls tagged #${theirs}` }).count(), 1);
+  assert.equal(await page.getByRole('button', { name: /^Load more/ }).count(), 0, 'one page each: no "Load more"');
+  await votedSummary.getByRole('link', { name: season }).waitFor();
+  await assertAccessible(page, 'profile with lists');
+
+  // Another browser votes on my first poll: its count on the profile changes without a reload.
+  for (let i = 0; !(subscribed.has(created[0].id) && subscribed.has(votedPoll.id)) && i < 200; i++) {
+    await sleep(50);
+  }
+  assert.ok(subscribed.has(created[0].id) && subscribed.has(votedPoll.id), 'the profile follows its polls live');
+  const navigationsBefore = navigations;
+  const voter = await signedInContext(browser, server, others[2]);
+  const other = await voter.newPage();
+  const watchOther = watchPage(other);
+  await open(other, server, `/polls/${created[0].id}`);
+  await cardOf(other, created[0].title).getByRole('button', { name: 'No', exact: true }).click();
+  await expectText(cardOf(other, created[0].title).locator('.results-total'), '1 vote');
+
+  const first = myPolls.locator('.summary').filter({ hasText: created[0].title });
+  await expectText(first.locator('.results-total'), '1 vote');
+  await expectText(first.locator('.result', { hasText: 'No' }).locator('.result-figures'), '100% (1 vote)');
+  await expectText(first.locator('.result', { hasText: 'Yes' }).locator('.result-figures'), '0% (0 votes)');
+  await expectText(myPolls.locator('.summary').filter({ hasText: created[1].title }).locator('.results-total'), '0 votes');
+  // A vote on the poll I voted on: that list is live too.
+  await server.api.vote(others[2].token, votedPoll.id, 2);
+  await expectText(votedSummary.locator('.results-total'), '4 votes');
+  await expectText(votedSummary.locator('.result.mine .result-figures'), '50% (2 votes)');
+  assert.equal(navigations, navigationsBefore, 'the profile did not reload');
+  watch.assertClean();
+  watchOther.assertClean();
+  await context.close();
+  await voter.close();
+});
+
+e2e('"Load more" on the profile follows nextCursor, with the keyboard, and focus goes to the first new poll', async () => {
+  const owner = await server.api.register();
+  const user = await server.api.register();
+  const pages = tag('pages');
+  const mine = [];
+  for (let i = 1; i <= 12; i++) {
+    mine.push((await server.api.createPoll(user.token, { title: `Paged poll ${i} ${pages}`, options: ['A', 'B'], tags: [pages] })).title);
+  }
+  const voted = [];
+  for (let i = 1; i <= 11; i++) {
+    const poll = await server.api.createPoll(owner.token, { title: `Voted poll ${i} ${pages}`, options: ['A', 'B'], tags: [pages] });
+    await server.api.vote(user.token, poll.id, i % 2);
+    voted.push(poll.title);
+  }
+  const context = await signedInContext(browser, server, user);
+  const page = await context.newPage();
+  const watch = watchPage(page);
+  const listRequests = [];
+  page.on('request', (request) => /\/api\/users\/me\/(polls|votes)/.test(request.url()) && listRequests.push(new URL(request.url())));
+  await open(page, server, '/me');
+  const myPolls = profileList(page, 'My polls');
+  const myVotes = profileList(page, 'Polls I voted on');
+  const newestFirst = (titles) => [...titles].reverse();
+  await expectTitles(myPolls, newestFirst(mine).slice(0, 10));
+  await expectTitles(myVotes, newestFirst(voted).slice(0, 10));
+
+  // Keyboard only: Tab to "Load more" of my polls, Enter.
+  let reached = false;
+  for (let i = 0; i < 120 && !reached; i++) {
+    await page.keyboard.press('Tab');
+    reached = await page.evaluate(() => document.activeElement?.textContent === 'Load more my polls');
+  }
+  assert.ok(reached, 'Tab reaches "Load more my polls"');
+  await page.keyboard.press('Enter');
+  await expectTitles(myPolls, newestFirst(mine));
+  await page.waitForFunction((title) => document.activeElement?.textContent === title, mine[1], { timeout: kTimeout });
+  assert.equal(await myPolls.getByRole('button', { name: /^Load more/ }).count(), 0, 'no more pages: the button is gone');
+  // The other list's next page fails once: the button says so, keeps the focus, and a retry works.
+  const failing = /\/api\/users\/me\/votes\?.*cursor=/;
+  await page.route(failing, (route) =>
+    route.fulfill({
+      status: 503,
+      contentType: 'application/json',
+      body: JSON.stringify({ error: { code: 'unavailable', message: 'service temporarily unavailable' } }),
+    }),
+  );
+  await myVotes.getByRole('button', { name: 'Load more polls I voted on' }).focus();
+  await page.keyboard.press('Space');
+  await expectText(myVotes.getByRole('alert'), 'Something went wrong on our side');
+  const retry = myVotes.getByRole('button', { name: 'Try again loading polls I voted on' });
+  await retry.waitFor({ timeout: kTimeout });
+  assert.ok(await retry.evaluate((button) => button === document.activeElement), 'the focus stayed on the button');
+  await expectTitles(myVotes, newestFirst(voted).slice(0, 10));
+  await page.unroute(failing);
+  await page.keyboard.press('Space');
+  await expectTitles(myVotes, newestFirst(voted));
+  await page.waitForFunction((title) => document.activeElement?.textContent === title, voted[0], { timeout: kTimeout });
+  assert.equal(await page.getByRole('button', { name: /^(Load more|Try again)/ }).count(), 0);
+  assert.equal(await myVotes.getByRole('alert').count(), 0, 'the error is gone');
+
+  const seconds = listRequests.filter((url) => url.searchParams.has('cursor'));
+  assert.equal(seconds.length, 3, 'one page after the first of each list, and the retried one');
+  assert.equal(seconds[1].searchParams.get('cursor'), seconds[2].searchParams.get('cursor'), 'the retry asks for the same page');
+  for (const url of listRequests) {
+    assert.equal(url.searchParams.get('limit'), '10');
+  }
+  await assertAccessible(page, 'profile after Load more');
+  watch.assertClean();
+  await context.close();
+});
+
 e2e('voting with the keyboard only: Tab to an option, Enter or Space votes, focus stays on the results', async () => {
   const owner = await server.api.register();
   const kbd = tag('kbd');
@@ -285,7 +500,10 @@ e2e('voting with the keyboard only: Tab to an option, Enter or Space votes, focu
   await page.keyboard.press('Enter');
   const two = cardOf(page, 'Keyboard poll two');
   await expectText(two.locator('.result.mine'), 'Dogs');
-  assert.ok(await page.evaluate(() => Boolean(document.activeElement?.closest('.results-wrap'))), 'focus moved to the results');
+  // The card moves focus in the animation frame after it shows the results: wait for that frame.
+  await page
+    .waitForFunction(() => Boolean(document.activeElement?.closest('.results-wrap')), null, { timeout: kTimeout })
+    .catch(() => assert.fail('focus moved to the results'));
 
   await tabTo('Green');
   await page.keyboard.press('Space');
@@ -329,6 +547,7 @@ e2e('markup, RTL and emoji in a poll render as text and never run', async () => 
   await cardOf(page, title).waitFor({ timeout: kTimeout });
   await open(page, server, '/me');
   await page.locator('.hot li').first().waitFor({ timeout: kTimeout });
+  await expectTitles(profileList(page, 'Polls I voted on'), [title]);
   await sleep(300);
   assert.equal(await page.locator('img[src="x"], svg[onload], b, main script').count(), 0, 'no element came out of user text');
   watch.assertClean();

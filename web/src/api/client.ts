@@ -6,6 +6,8 @@ import type {
   FeedQuery,
   HotPolls,
   LoginRequest,
+  MyPollsPage,
+  MyPollsQuery,
   NewPoll,
   PollView,
   RegisterRequest,
@@ -133,6 +135,12 @@ export const api = {
     call<Session>({ method: 'POST', path: '/api/auth/register', body, anonymous: true }),
   login: (body: LoginRequest) => call<Session>({ method: 'POST', path: '/api/auth/login', body, anonymous: true }),
   me: () => call<UserWithQuota>({ method: 'GET', path: '/api/users/me' }),
+  /** The caller's polls, newest first, each with its counts. */
+  myPolls: (query: MyPollsQuery, signal?: AbortSignal) =>
+    call<MyPollsPage>({ method: 'GET', path: '/api/users/me/polls', query: { ...query }, ...(signal ? { signal } : {}) }),
+  /** The polls the caller voted on, newest poll first, with `myVote` and the counts. */
+  myVotes: (query: MyPollsQuery, signal?: AbortSignal) =>
+    call<MyPollsPage>({ method: 'GET', path: '/api/users/me/votes', query: { ...query }, ...(signal ? { signal } : {}) }),
 
   feed: (query: FeedQuery, signal?: AbortSignal) =>
     call<FeedPage>({ method: 'GET', path: '/api/polls', query: { ...query }, ...(signal ? { signal } : {}) }),

@@ -13,6 +13,9 @@ export type PollView = Schemas['PollView'];
 export type NewPoll = Omit<Schemas['NewPoll'], 'userId'>;
 export type FeedPage = Schemas['FeedPage'];
 export type HotPolls = Schemas['HotPolls'];
+/** GET /api/users/me/polls and /api/users/me/votes: one page of the caller's lists. */
+export type MyPollsPage = Schemas['MyPollsPage'];
+export type MyPollsQuery = NonNullable<operations['myPolls']['parameters']['query']>;
 export type Stats = Schemas['Stats'];
 export type VoteResult = Schemas['VoteResult'];
 export type SkipResult = Schemas['SkipResult'];

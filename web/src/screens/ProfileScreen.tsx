@@ -5,10 +5,11 @@ import { useDocumentTitle } from '../lib/dom';
 import { formatDate, plural } from '../lib/format';
 import { describeError, noteLimits } from '../messages';
 import { Link, navigate } from '../router';
+import { MyPollList } from './MyPollList';
 
 type Load<T> = { state: 'loading' } | { state: 'ok'; value: T } | { state: 'error'; message: string };
 
-/** The signed-in user, today's vote quota and the hot polls. */
+/** The signed-in user, today's vote quota, their polls, the polls they voted on and the hot polls. */
 export function ProfileScreen() {
   const [me, setMe] = useState<Load<UserWithQuota>>({ state: 'loading' });
   const [hot, setHot] = useState<Load<Poll[]>>({ state: 'loading' });
@@ -47,6 +48,9 @@ export function ProfileScreen() {
           Log out
         </button>
       </div>
+
+      <MyPollList kind="created" />
+      <MyPollList kind="voted" />
 
       <section class="card" aria-labelledby="hot-title">
         <h2 id="hot-title">Hot right now</h2>
