@@ -213,6 +213,7 @@ struct App::Worker : api::Readiness {
       co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
       if (shared.stopping) break;
       try {
+        co_await stats.CatchUp();
         if (refresh_feed) co_await feed.Refresh();
         if (refresh_feed && std::chrono::steady_clock::now() - last_purge > std::chrono::minutes(1)) {
           last_purge = std::chrono::steady_clock::now();
@@ -377,7 +378,6 @@ int App::Run() {
       for (auto& w : workers_) {
         asio::post(w->ioc, [w = w.get()] {
           w->server.ForceClose();
-          w->votes.Stop();
           w->background_timer.cancel();
           w->hub.Shutdown();
           w->redis.Stop();

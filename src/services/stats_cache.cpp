@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace vote::services {
 namespace {
 
@@ -50,6 +52,41 @@ std::optional<domain::Stats> Decode(std::int64_t poll_id, const std::string& tex
 
 }  // namespace
 
+std::vector<domain::Stats> StatsFromRows(const storage::Result& counts) {
+  std::vector<domain::Stats> out;
+  for (int row = 0; row < counts.Rows(); ++row) {
+    domain::Stats stats;
+    stats.poll_id = counts.Int(row, 0);
+    stats.options = counts.TextArray(row, 1);
+    stats.votes = counts.IntArray(row, 2);
+    out.push_back(std::move(stats));
+  }
+  return out;
+}
+
+void StatsCache::MarkBehind(const std::vector<std::int64_t>& poll_ids) {
+  for (const auto id : poll_ids) {
+    if (behind_.size() >= kMaxBehind) break;
+    behind_.insert(id);
+  }
+}
+
+asio::awaitable<void> StatsCache::CatchUp() {
+  if (behind_.empty() || !redis_.Connected()) co_return;
+  std::vector<std::int64_t> polls(behind_.begin(), behind_.end());
+  behind_.clear();
+  try {
+    auto params = storage::MakeParams(polls);
+    auto result = co_await pg_.Execute(sql::kPollsStats, params);
+    const auto stats = StatsFromRows(result);
+    std::vector<const domain::Stats*> fresh;
+    for (const auto& s : stats) fresh.push_back(&s);
+    co_await PutMany(fresh);  // marks them behind again if Redis still fails
+  } catch (const storage::PgError&) {
+    MarkBehind(polls);  // the database is away: next time
+  }
+}
+
 StatsCache::StatsCache(storage::Pool& pg, cache::Redis& redis, const config::RedisConfig& config,
                        metrics::Metrics& metrics)
     : pg_(pg), redis_(redis), config_(config), metrics_(metrics) {}
@@ -87,7 +124,18 @@ asio::awaitable<void> StatsCache::Put(const domain::Stats& stats) {
 }
 
 asio::awaitable<void> StatsCache::PutMany(const std::vector<const domain::Stats*>& many) {
-  if (many.empty() || !redis_.Connected()) co_return;
+  if (many.empty()) co_return;
+  // A write that does not happen leaves the entry behind (a frozen Redis keeps its data):
+  // remember the polls for CatchUp.
+  auto mark_behind = [this, &many] {
+    std::vector<std::int64_t> polls;
+    for (const auto* stats : many) polls.push_back(stats->poll_id);
+    MarkBehind(polls);
+  };
+  if (!redis_.Connected()) {
+    mark_behind();
+    co_return;
+  }
   std::vector<std::string> keys;
   std::vector<std::string> args;
   for (const auto* stats : many) {
@@ -100,6 +148,7 @@ asio::awaitable<void> StatsCache::PutMany(const std::vector<const domain::Stats*
     co_await redis_.Eval(kPutIfFresher, std::move(keys), std::move(args));
   } catch (const cache::RedisError& e) {
     spdlog::debug("stats cache write skipped: {}", e.what());
+    mark_behind();
   }
 }
 

@@ -31,19 +31,6 @@ struct PendingVote {
 
 namespace {
 
-// The rows of polls_stats.sql: (poll id, option texts, votes per option).
-std::vector<domain::Stats> StatsOf(const storage::Result& counts) {
-  std::vector<domain::Stats> out;
-  for (int row = 0; row < counts.Rows(); ++row) {
-    domain::Stats stats;
-    stats.poll_id = counts.Int(row, 0);
-    stats.options = counts.TextArray(row, 1);
-    stats.votes = counts.IntArray(row, 2);
-    out.push_back(std::move(stats));
-  }
-  return out;
-}
-
 // The vote path sheds load with 503 and Retry-After: the voter may simply try again.
 http::ApiError Unavailable(std::string message) {
   return std::move(http::ApiError(http::Status::service_unavailable, "unavailable", std::move(message)))
@@ -227,7 +214,7 @@ VoteService::Applied VoteService::Apply(Group& group, std::vector<storage::Pipel
     p.answer_seq = result.IsNull(row, 3) ? 0 : result.Int(row, 3);
   }
   if (outcomes[1].result) {
-    for (auto& counted : StatsOf(*outcomes[1].result)) {
+    for (auto& counted : StatsFromRows(*outcomes[1].result)) {
       auto stats = std::make_shared<domain::Stats>(std::move(counted));
       for (auto& p : group.votes) {
         if (p->status == "accepted" && p->poll_id == stats->poll_id) p->fresh = stats;
@@ -365,33 +352,11 @@ asio::awaitable<void> VoteService::Finish(std::vector<std::shared_ptr<Pending>> 
     std::vector<std::int64_t> polls;
     for (const auto& p : batch) polls.push_back(p->poll_id);
     std::sort(polls.begin(), polls.end());
-    polls.erase(std::unique(polls.begin(), polls.end()), polls.end());
-    co_await Repair(std::move(polls));
+    // Such a group may have committed: its polls' counts are re-read once the database answers.
+    stats_.MarkBehind(polls);
   }
 }
 
-asio::awaitable<void> VoteService::Repair(std::vector<std::int64_t> poll_ids) {
-  // Bounded: every second for a minute; after that the next vote on the poll repairs it.
-  constexpr int kAttempts = 60;
-  auto ex = co_await asio::this_coro::executor;
-  for (int attempt = 0; attempt < kAttempts && !stopping_; ++attempt) {
-    try {
-      auto params = storage::MakeParams(poll_ids);
-      auto result = co_await pg_.Execute(sql::kPollsStats, params);
-      const auto stats = StatsOf(result);
-      std::vector<const domain::Stats*> fresh;
-      for (const auto& s : stats) fresh.push_back(&s);
-      co_await stats_.PutMany(fresh);
-      co_return;
-    } catch (const std::exception& e) {
-      if (attempt == 0) spdlog::warn("vote counts of {} polls to be re-read: {}", poll_ids.size(), e.what());
-    }
-    asio::steady_timer wait(ex, std::chrono::seconds(1));
-    boost::system::error_code ec;
-    co_await wait.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  }
-  spdlog::warn("vote counts of {} polls not re-read; the next vote on each repairs it", poll_ids.size());
-}
 
 asio::awaitable<void> VoteService::Skip(std::int64_t user_id, std::int64_t poll_id) {
   auto params = storage::MakeParams(user_id, poll_id);

@@ -92,16 +92,7 @@ class VoteService {
   Applied Apply(Group& group, std::vector<storage::PipelineOutcome>& outcomes);
   // Moves the stats cache forward with the group's fresh counts, then answers its voters.
   asio::awaitable<void> Finish(std::vector<std::shared_ptr<Pending>> batch, bool committed);
-  // After a group whose outcome is unknown (its connection was lost: it may have committed),
-  // reads its polls' counts once the database answers and moves the cache forward to them.
-  asio::awaitable<void> Repair(std::vector<std::int64_t> poll_ids);
 
- public:
-  // Shutdown: repairs still waiting give up (within a second), so the event loop can run dry.
-  void Stop() { stopping_ = true; }
-
- private:
-  std::atomic<bool> stopping_{false};
 
   storage::Pool& pg_;
   StatsCache& stats_;

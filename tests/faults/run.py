@@ -38,7 +38,8 @@ SERVER_ENV = {"VOTE_VOTES_ANSWER_TIMEOUT": "3s", "VOTE_POSTGRES_ACQUIRE_TIMEOUT"
               "VOTE_POSTGRES_STATEMENT_TIMEOUT": "2s", "VOTE_POSTGRES_CONNECT_TIMEOUT": "2s",
               "VOTE_VOTES_DAILY_LIMIT": "100000", "VOTE_SERVER_THREADS": "2"}
 MAX_WAIT = 8.0
-POLLS = 40
+# Enough that no voter runs out of polls before the load ends.
+POLLS = 300
 
 
 def stack(*args):
@@ -178,11 +179,14 @@ def run_fault(name, servers, db, voters, down):
         time.sleep(0.5)
     after = servers[0].request("POST", f"/api/polls/{polls[0]}/vote", {"optionIndex": 0},
                                token=servers[0].register(prefix="after").token)
-    row = {"fault": name, "requests": len(results), "failed": len(failed), "window_s": round(window, 2),
+    during = sum(1 for r in results if fault_at <= r[0] <= recovered_at)
+    row = {"fault": name, "requests": len(results), "during": during, "failed": len(failed), "window_s": round(window, 2),
            "slowest_s": round(slowest, 2), "acked": len(acked), "stored": len(stored), "lost": len(lost),
            "converged_s": None if converged_in is None else round(converged_in, 1), "after": after.status,
            "fault_s": round(recovered_at - fault_at, 1)}
     problems = []
+    if during == 0:
+        problems.append("no request was made during the fault: the load ended too early")
     if lost:
         problems.append(f"{len(lost)} acknowledged votes not stored")
     if slowest > MAX_WAIT:
@@ -229,11 +233,12 @@ def main():
         codes = [s.stop() for s in servers]
         drop_database(database)
     print()
-    print("| fault | requests | failed | error window (s) | slowest answer (s) | acknowledged | stored | lost "
-          "| counts converged (s) | vote after |")
+    print("| fault | requests (during the fault) | failed | error window (s) | slowest answer (s) | acknowledged "
+          "| stored | lost | counts converged (s) | vote after |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['fault']} ({r['fault_s']} s) | {r['requests']} | {r['failed']} | {r['window_s']} | {r['slowest_s']} "
+        print(f"| {r['fault']} ({r['fault_s']} s) | {r['requests']} ({r['during']}) | {r['failed']} | {r['window_s']} "
+              f"| {r['slowest_s']} "
               f"| {r['acked']} | {r['stored']} | {r['lost']} | {r['converged_s']} | {r['after']} |")
     if any(code != 0 for code in codes):
         failures.append(f"servers exited with {codes}")
