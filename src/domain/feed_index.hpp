@@ -29,7 +29,6 @@ class PollIndex {
   // All polls, or the polls carrying `tag`; nullptr when no poll carries it.
   const Roaring* Candidates(const std::optional<std::string>& tag) const;
   std::uint64_t Size() const { return all_.cardinality(); }
-  std::size_t TagCount() const { return by_tag_.size(); }
   // Turns dense id ranges into run containers; worth it after a bulk load.
   void Optimize();
   // Bitmap bytes (roaring's own estimate) plus the per-tag map's keys.

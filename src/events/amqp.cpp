@@ -333,7 +333,6 @@ std::optional<Delivery> Connection::Next(std::chrono::milliseconds timeout) {
   if (reply.reply_type == AMQP_RESPONSE_NORMAL) {
     Delivery d;
     d.tag = envelope.delivery_tag;
-    d.redelivered = envelope.redelivered != 0;
     d.routing_key = ToString(envelope.routing_key);
     d.body = ToString(envelope.message.body);
     const auto& p = envelope.message.properties;

@@ -40,7 +40,6 @@ struct Properties {
 
 struct Delivery {
   std::uint64_t tag = 0;
-  bool redelivered = false;
   std::string routing_key;
   std::string body;
   Properties properties;

@@ -128,10 +128,14 @@ asio::awaitable<VoteResult> VoteService::Cast(std::int64_t user_id, std::int64_t
     metrics_.Vote("already_voted").Increment();
     throw http::Conflict("already_voted", "you have already voted on this poll");
   }
-  metrics_.Vote("limit").Increment();
-  throw std::move(http::ApiError(http::Status::too_many_requests, "daily_vote_limit_reached",
-                                 "you have reached today's vote limit"))
-      .WithHeader("Retry-After", std::to_string(SecondsToLimitReset()));
+  if (status == "limit_reached") {
+    metrics_.Vote("limit").Increment();
+    throw std::move(http::ApiError(http::Status::too_many_requests, "daily_vote_limit_reached",
+                                   "you have reached today's vote limit"))
+        .WithHeader("Retry-After", std::to_string(SecondsToLimitReset()));
+  }
+  // cast_votes() answered something this code does not know: a bug, never a silent 429.
+  throw std::logic_error("cast_votes: unknown vote status '" + status + "'");
 }
 
 void VoteService::Abandon(Pending& pending) {

@@ -239,14 +239,6 @@ asio::awaitable<void> Connection::Prepare(const sql::Statement& statement) {
   prepared_.insert(statement.name);
 }
 
-asio::awaitable<std::vector<PipelineOutcome>> Connection::ExecuteEach(
-    const std::vector<std::pair<const sql::Statement*, const Params*>>& statements) {
-  co_await SendEach(statements);
-  auto outcomes = co_await ReceiveEach(statements.size());
-  EndPipeline();
-  co_return outcomes;
-}
-
 asio::awaitable<void> Connection::SendEach(
     const std::vector<std::pair<const sql::Statement*, const Params*>>& statements) {
   io_deadline_.expires_after(io_timeout_);
@@ -385,17 +377,6 @@ asio::awaitable<Result> Pool::Execute(const sql::Statement& statement, const Par
     co_return co_await lease->Execute(statement, params);
   } catch (const PgError& e) {
     if (e.IsConnectionLost()) lease.Discard();
-    throw;
-  }
-}
-
-asio::awaitable<std::vector<PipelineOutcome>> Pool::ExecuteEach(
-    const std::vector<std::pair<const sql::Statement*, const Params*>>& statements) {
-  auto lease = co_await Acquire();
-  try {
-    co_return co_await lease->ExecuteEach(statements);
-  } catch (const PgError&) {
-    lease.Discard();
     throw;
   }
 }

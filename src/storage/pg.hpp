@@ -119,12 +119,9 @@ class Connection {
   asio::awaitable<void> Connect();
   // Runs a named statement, preparing it on first use on this connection.
   asio::awaitable<Result> Execute(const sql::Statement& statement, const Params& params);
-  // Sends several statements in one round trip (libpq pipeline mode), each in a transaction
-  // of its own that commits before the next one starts. Throws only for a lost connection.
-  asio::awaitable<std::vector<PipelineOutcome>> ExecuteEach(
-      const std::vector<std::pair<const sql::Statement*, const Params*>>& statements);
-  // ExecuteEach in parts, for a caller that keeps several batches in flight on this connection:
-  // SendEach queues a batch (entering pipeline mode; statements are prepared only while nothing
+  // Several statements in one round trip (libpq pipeline mode), each in a transaction of its
+  // own that commits before the next one starts, for a caller that keeps several batches in
+  // flight on this connection: SendEach queues a batch (entering pipeline mode; statements are prepared only while nothing
   // is in flight, so a batch sent behind another must use statements sent before), ReceiveEach
   // reads the oldest batch's `count` outcomes, EndPipeline leaves pipeline mode once nothing is
   // in flight.
@@ -199,9 +196,6 @@ class Pool {
   // A connection within limits.acquire_timeout, or PgError kPoolExhausted: also at once when
   // limits.max_waiters already wait.
   asio::awaitable<Lease> Acquire();
-  // ExecuteEach on a leased connection.
-  asio::awaitable<std::vector<PipelineOutcome>> ExecuteEach(
-      const std::vector<std::pair<const sql::Statement*, const Params*>>& statements);
   // Acquire, execute, release; a broken connection is discarded and the error rethrown.
   asio::awaitable<Result> Execute(const sql::Statement& statement, const Params& params);
   PoolStats Stats() const;
