@@ -11,7 +11,7 @@ WEB_SOURCES := $(shell find web/src web/public web/scripts -type f 2>/dev/null) 
 
 .PHONY: run test build build-test fuzz faults web bootstrap stack-up stack-down migrate bench loadtest clean gcc-check format
 
-run: bootstrap build web stack-up migrate
+run: bootstrap build stack-up migrate
 	$(BIN) serve --config config/config.yaml
 
 test: bootstrap build-test web
@@ -23,7 +23,7 @@ web: web/dist/index.html
 web/dist/index.html: $(WEB_SOURCES) | bootstrap
 	cd web && npm run build
 
-build: bootstrap
+build: bootstrap web
 	cmake --preset release >/dev/null
 	cmake --build --preset release
 
