@@ -9,7 +9,7 @@ export CCACHE_DIR ?= $(HOME)/.cache/ccache
 WEB_SOURCES := $(shell find web/src web/public web/scripts -type f 2>/dev/null) \
   web/index.html web/vite.config.ts web/tsconfig.json web/package.json web/package-lock.json docs/openapi.yaml
 
-.PHONY: run test build build-test fuzz faults web bootstrap stack-up stack-down migrate bench loadtest clean gcc-check format
+.PHONY: run test build build-test fuzz faults observe observe-down web bootstrap stack-up stack-down migrate bench loadtest clean gcc-check format
 
 run: bootstrap build stack-up migrate
 	$(BIN) serve --config config/config.yaml
@@ -32,6 +32,13 @@ build-test: bootstrap
 	cmake --build --preset debug-asan
 	cmake --preset fuzz >/dev/null
 	cmake --build --preset fuzz
+
+# A local Prometheus and Alertmanager (deploy/) on the stack of `make run`; prints the URLs.
+observe: bootstrap
+	scripts/observe
+
+observe-down:
+	scripts/observe down
 
 # Every fault of tests/faults under load, with the table of error windows and stored votes.
 faults: bootstrap build-test

@@ -69,6 +69,10 @@ Metrics::Metrics()
       feed_index_polls_(BuildGauge().Name("vote_feed_index_polls").Help("Polls in this instance's feed index").Register(*registry_).Add({})),
       feed_cached_users_(BuildGauge().Name("vote_feed_cached_users").Help("Answered-poll sets held in memory").Register(*registry_).Add({})),
       load_shed_(BuildCounter().Name("vote_load_shed_total").Help("Requests turned away with 503 past a bound: vote_queue, vote_timeout, pg_pool").Register(*registry_)),
+      // The known reasons exist at 0 from the start, so increase() sees the first shed request.
+      shed_vote_queue_(load_shed_.Add({{"reason", "vote_queue"}})),
+      shed_vote_timeout_(load_shed_.Add({{"reason", "vote_timeout"}})),
+      shed_pg_pool_(load_shed_.Add({{"reason", "pg_pool"}})),
       feed_checks_(BuildCounter().Name("vote_feed_checks_total").Help("Feed checks against the database (one per pick of a page): current (answered set exact) or behind (ids checked)").Register(*registry_)),
       feed_check_current_(feed_checks_.Add({{"result", "current"}})),
       feed_check_behind_(feed_checks_.Add({{"result", "behind"}})),

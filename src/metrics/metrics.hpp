@@ -97,6 +97,9 @@ class Metrics {
   prometheus::Gauge& feed_index_polls_;
   prometheus::Gauge& feed_cached_users_;
   prometheus::Family<prometheus::Counter>& load_shed_;
+  prometheus::Counter& shed_vote_queue_;
+  prometheus::Counter& shed_vote_timeout_;
+  prometheus::Counter& shed_pg_pool_;
   prometheus::Family<prometheus::Counter>& feed_checks_;
   prometheus::Counter& feed_check_current_;
   prometheus::Counter& feed_check_behind_;
