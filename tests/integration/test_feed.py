@@ -27,6 +27,19 @@ def servers(isolated):
     assert codes == {"feed-a": 0, "feed-b": 0}, f"{codes}: {a.read_log()[-2000:]} {b.read_log()[-2000:]}"
 
 
+@pytest.fixture
+def lagging_pair(isolated):
+    """A, and B that hears no events and refreshes its index only hourly: only the feed's own
+    checks against the database can make B see what was written through A."""
+    a = Server(isolated.database, env=isolated.env, name="lag-a").start()
+    b = Server(isolated.database, env={**isolated.env, "VOTE_RABBITMQ_CONSUMERS": "false",
+                                       "VOTE_FEED_REFRESH_INTERVAL": "1h"}, name="lag-b").start()
+    yield a, b
+    code = a.stop()
+    b.stop(signal.SIGKILL)  # a graceful stop would wait for the hourly refresh timer
+    assert code == 0, a.read_log()[-3000:]
+
+
 def new_tag():
     return f"t{uuid.uuid4().hex[:14]}"
 
@@ -552,49 +565,35 @@ def test_tiny_caches_keep_the_feed_exact(isolated):
     assert code == 0, s.read_log()[-3000:]
 
 
-def test_a_poll_created_on_one_instance_is_in_the_very_next_feed_of_another(isolated):
-    """Read-your-writes across instances, 200 times: B hears no events and refreshes its index
-    only hourly, so only the feed's own probe of the newest stored poll can find A's polls."""
-    a = Server(isolated.database, env=isolated.env, name="ryw-a").start()
-    b = Server(isolated.database, env={**isolated.env, "VOTE_RABBITMQ_CONSUMERS": "false",
-                                       "VOTE_FEED_REFRESH_INTERVAL": "1h"}, name="ryw-b").start()
-    try:
-        author, reader = a.register(), b.register()
-        tag = new_tag()
-        missing = []
-        for i in range(200):
-            # Every fourth poll has a tag B has never seen: the tag feed must find it too.
-            poll_tag = new_tag() if i % 4 == 0 else tag
-            poll = a.create_poll(author.token, title=f"ryw {i}", tags=(poll_tag,))
-            newest = page_ok(b, reader.token, limit=1)["polls"]
-            tagged = page_ok(b, reader.token, tag=poll_tag, limit=1)["polls"]
-            if [p["id"] for p in newest] != [poll["id"]] or [p["id"] for p in tagged] != [poll["id"]]:
-                missing.append(i)
-        assert missing == [], f"{len(missing)} of 200 new polls missing on B: {missing[:20]}"
-    finally:
-        code = a.stop()
-        b.stop(signal.SIGKILL)  # a graceful stop would wait for the hourly refresh timer
-    assert code == 0, a.read_log()[-3000:]
+def test_a_poll_created_on_one_instance_is_in_the_very_next_feed_of_another(lagging_pair):
+    """Read-your-writes across instances, 200 times: only the feed's own probe of the newest
+    stored poll can make B find A's polls."""
+    a, b = lagging_pair
+    author, reader = a.register(), b.register()
+    tag = new_tag()
+    missing = []
+    for i in range(200):
+        # Every fourth poll has a tag B has never seen: the tag feed must find it too.
+        poll_tag = new_tag() if i % 4 == 0 else tag
+        poll = a.create_poll(author.token, title=f"ryw {i}", tags=(poll_tag,))
+        newest = page_ok(b, reader.token, limit=1)["polls"]
+        tagged = page_ok(b, reader.token, tag=poll_tag, limit=1)["polls"]
+        if [p["id"] for p in newest] != [poll["id"]] or [p["id"] for p in tagged] != [poll["id"]]:
+            missing.append(i)
+    assert missing == [], f"{len(missing)} of 200 new polls missing on B: {missing[:20]}"
 
 
-def test_a_poll_voted_on_through_one_instance_never_comes_back_on_another(isolated):
-    a = Server(isolated.database, env=isolated.env, name="ryv-a").start()
-    b = Server(isolated.database, env={**isolated.env, "VOTE_RABBITMQ_CONSUMERS": "false",
-                                       "VOTE_FEED_REFRESH_INTERVAL": "1h"}, name="ryv-b").start()
-    try:
-        author, voter = a.register(), a.register()
-        tag = new_tag()
-        create_polls(a, author.token, 60, tag)
-        answered = set()
-        for i in range(50):
-            top = page_ok(b, voter.token, tag=tag, limit=3)["polls"]
-            assert not answered & {p["id"] for p in top}, (i, top)
-            answer = "vote" if i % 2 == 0 else "skip"
-            body = {"optionIndex": 0} if answer == "vote" else {}
-            r = a.request("POST", f"/api/polls/{top[0]['id']}/{answer}", body, token=voter.token)
-            assert r.status == 200, r
-            answered.add(top[0]["id"])
-    finally:
-        code = a.stop()
-        b.stop(signal.SIGKILL)
-    assert code == 0, a.read_log()[-3000:]
+def test_a_poll_voted_on_through_one_instance_never_comes_back_on_another(lagging_pair):
+    a, b = lagging_pair
+    author, voter = a.register(), a.register()
+    tag = new_tag()
+    create_polls(a, author.token, 60, tag)
+    answered = set()
+    for i in range(50):
+        top = page_ok(b, voter.token, tag=tag, limit=3)["polls"]
+        assert not answered & {p["id"] for p in top}, (i, top)
+        answer = "vote" if i % 2 == 0 else "skip"
+        body = {"optionIndex": 0} if answer == "vote" else {}
+        r = a.request("POST", f"/api/polls/{top[0]['id']}/{answer}", body, token=voter.token)
+        assert r.status == 200, r
+        answered.add(top[0]["id"])
